@@ -5,6 +5,8 @@
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan, into build-san/
 #   make install    PREFIX=/usr/local DESTDIR=
 
+.DEFAULT_GOAL := all
+
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
@@ -69,14 +71,27 @@ TESTS :=
 # Per-directory fragments add programs to ALL and test steps to TESTS.
 -include kernel/kernel.mk
 -include test/test.mk
+-include test/unit/unit.mk
 -include criu-plugin/plugin.mk
 -include bench/bench.mk
 
-.PHONY: all test install clean indent
+.PHONY: all test check deps install clean indent
 all: $(ALL)
 
+# Install build and test dependencies (Debian bookworm, apt).
+deps:
+	.ci/install-deps
+
+# The test suite, once, against the build in $(B).
 test: all
 	test/run.sh $(B)
+
+# What CI runs: everything built twice, the suite run against the ASan+UBSan build
+# (the VM tier and benchmarks use the plain build, $(PLAIN_B)).
+check:
+	$(MAKE) all
+	$(MAKE) SAN=1 all
+	PLAIN_B=build test/run.sh build-san
 
 install: all
 	install -D -m 0755 $(LAZYPAGES) $(DESTDIR)$(BINDIR)/lazypages

@@ -152,8 +152,8 @@ static int check_magic(struct lp_img *img, uint32_t img_version, uint32_t magic)
 
 	if (magic != INVENTORY_MAGIC && img_version == CRTOOLS_IMAGES_V1_1) {
 		if (img->size < 4) {
-			pr_err("%s/%s: truncated: %zu bytes, no room for the common magic", img->dir,
-			       img->name, img->size);
+			pr_err("%s/%s: truncated: %zu bytes, no room for the common magic",
+			       img->dir, img->name, img->size);
 			return -EINVAL;
 		}
 		m = get_u32(img->buf);

@@ -41,19 +41,23 @@ const char *lp_vma_kind(const struct lp_vma *v)
 	return "other";
 }
 
-int lp_mm_load(const struct lp_images *im, uint32_t pid, struct lp_mm *mm)
+int lp_mm_parse(struct lp_img *img, struct lp_mm *mm)
 {
 	MmEntry *e;
-	char name[64];
 	int ret;
 
 	memset(mm, 0, sizeof(*mm));
-	snprintf(name, sizeof(name), "mm-%u.img", pid);
-	ret = lp_img_read_one(im, name, MM_MAGIC, &mm_entry__descriptor, (void **)&e);
-	if (ret == -ENOENT)
-		pr_err("%s/%s: missing: no memory layout for pid %u", im->path, name, pid);
-	if (ret)
+	ret = lp_img_read_pb(img, &mm_entry__descriptor, (void **)&e);
+	if (ret == 0) {
+		pr_err("%s/%s: no entry (empty image)", img->dir, img->name);
+		return -EINVAL;
+	}
+	if (ret < 0)
 		return ret;
+	ret = 0;
+	if (img->off != img->size)
+		pr_warn("%s/%s: %zu trailing bytes after the entry ignored", img->dir, img->name,
+			img->size - img->off);
 	mm->vmas = calloc(e->n_vmas ? e->n_vmas : 1, sizeof(*mm->vmas));
 	if (!mm->vmas) {
 		ret = -ENOMEM;
@@ -67,9 +71,10 @@ int lp_mm_load(const struct lp_images *im, uint32_t pid, struct lp_mm *mm)
 			mm->nr_guard++;
 			continue;
 		}
-		if (ve->start >= ve->end || (ve->start & PAGE_MASK_4K) || (ve->end & PAGE_MASK_4K)) {
-			pr_err("%s/%s: vma %zu [%#llx, %#llx): empty or not page aligned", im->path,
-			       name, i, (unsigned long long)ve->start,
+		if (ve->start >= ve->end || (ve->start & PAGE_MASK_4K) ||
+		    (ve->end & PAGE_MASK_4K)) {
+			pr_err("%s/%s: vma %zu [%#llx, %#llx): empty or not page aligned", img->dir,
+			       img->name, i, (unsigned long long)ve->start,
 			       (unsigned long long)ve->end);
 			ret = -EINVAL;
 			goto out;
@@ -77,7 +82,7 @@ int lp_mm_load(const struct lp_images *im, uint32_t pid, struct lp_mm *mm)
 		if (mm->nr && ve->start < mm->vmas[mm->nr - 1].end) {
 			pr_err("%s/%s: vma %zu [%#llx, %#llx) overlaps or precedes the one before "
 			       "it (ending at %#llx)",
-			       im->path, name, i, (unsigned long long)ve->start,
+			       img->dir, img->name, i, (unsigned long long)ve->start,
 			       (unsigned long long)ve->end,
 			       (unsigned long long)mm->vmas[mm->nr - 1].end);
 			ret = -EINVAL;
@@ -98,6 +103,24 @@ out:
 	lp_pb_free(e);
 	if (ret)
 		lp_mm_free(mm);
+	return ret;
+}
+
+int lp_mm_load(const struct lp_images *im, uint32_t pid, struct lp_mm *mm)
+{
+	struct lp_img img;
+	char name[64];
+	int ret;
+
+	memset(mm, 0, sizeof(*mm));
+	snprintf(name, sizeof(name), "mm-%u.img", pid);
+	ret = lp_img_open(im, name, MM_MAGIC, &img);
+	if (ret == -ENOENT)
+		pr_err("%s/%s: missing: no memory layout for pid %u", im->path, name, pid);
+	if (ret)
+		return ret;
+	ret = lp_mm_parse(&img, mm);
+	lp_img_close(&img);
 	return ret;
 }
 

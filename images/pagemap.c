@@ -30,7 +30,7 @@ int lp_pagemap_parse(struct lp_img *img, struct lp_pagemap *pm)
 	lp_pb_free(h);
 
 	while ((ret = lp_img_read_pb(img, &pagemap_entry__descriptor, (void **)&pe)) > 0) {
-		struct lp_pme e = { .vaddr = pe->vaddr };
+		struct lp_pme e = {.vaddr = pe->vaddr};
 		unsigned int idx = img->nr_read - 2;
 
 		if (pe->has_nr_pages) {
@@ -39,8 +39,9 @@ int lp_pagemap_parse(struct lp_img *img, struct lp_pagemap *pm)
 		} else {
 			e.nr_pages = pe->compat_nr_pages;
 		}
+		/* CRIU's rule: in_parent adds PE_PARENT to whatever flags say. */
 		if (pe->has_in_parent && pe->in_parent)
-			e.flags = PE_PARENT;
+			e.flags = (pe->has_flags ? pe->flags : 0) | PE_PARENT;
 		else if (!pe->has_flags)
 			e.flags = PE_PRESENT;
 		else

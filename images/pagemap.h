@@ -8,17 +8,17 @@
 
 #include "image.h"
 
-#define LP_PAGE_SIZE 4096ULL
+#define LP_PAGE_SIZE  4096ULL
 #define LP_PAGE_SHIFT 12
 
-#define PE_PARENT (1U << 0) /* data lives in the parent checkpoint */
-#define PE_LAZY (1U << 1) /* may be restored lazily */
+#define PE_PARENT  (1U << 0) /* data lives in the parent checkpoint */
+#define PE_LAZY	   (1U << 1) /* may be restored lazily */
 #define PE_PRESENT (1U << 2) /* data is in pages-<pages_id>.img */
 
 struct lp_pme {
 	uint64_t vaddr; /* dump-time address, page aligned */
 	uint64_t nr_pages;
-	uint32_t flags; /* PE_* after CRIU's compatibility rules */
+	uint32_t flags;	    /* PE_* after CRIU's compatibility rules */
 	uint64_t pages_off; /* offset of vaddr's data in the pages file (PE_PRESENT only) */
 };
 
@@ -31,10 +31,10 @@ struct lp_pagemap {
 	char name[64]; /* pagemap-<pid>.img */
 	uint32_t pages_id;
 	size_t nr;
-	struct lp_pme *e; /* sorted by vaddr, non-overlapping */
-	uint64_t present_bytes; /* bytes the pages file must hold */
+	struct lp_pme *e;	    /* sorted by vaddr, non-overlapping */
+	uint64_t present_bytes;	    /* bytes the pages file must hold */
 	uint64_t nr_pages, nr_lazy; /* sums over all and over PE_LAZY entries */
-	unsigned int nr_field5; /* entries whose count came from field 5 (CRIU 4.2+) */
+	unsigned int nr_field5;	    /* entries whose count came from field 5 (CRIU 4.2+) */
 };
 
 /* Upper bound for one entry: the whole 47-bit user address space. */

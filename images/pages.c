@@ -12,8 +12,7 @@
 #include "log.h"
 #include "pages.h"
 
-int lp_pages_open(const struct lp_images *im, uint32_t pages_id, uint64_t need,
-		  struct lp_pages *pg)
+int lp_pages_open(const struct lp_images *im, uint32_t pages_id, uint64_t need, struct lp_pages *pg)
 {
 	struct stat st;
 	int ret;

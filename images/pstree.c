@@ -12,25 +12,19 @@
 #include "pstree.h"
 #include "pstree.pb-c.h"
 
-int lp_pstree_load(const struct lp_images *im, struct lp_pstree *pt)
+int lp_pstree_parse(struct lp_img *img, struct lp_pstree *pt)
 {
-	struct lp_img img;
 	PstreeEntry *e;
 	size_t cap = 0;
 	int ret;
 
 	memset(pt, 0, sizeof(*pt));
-	ret = lp_img_open(im, "pstree.img", PSTREE_MAGIC, &img);
-	if (ret == -ENOENT)
-		pr_err("%s/pstree.img: missing: the checkpoint has no process tree", im->path);
-	if (ret)
-		return ret;
-	while ((ret = lp_img_read_pb(&img, &pstree_entry__descriptor, (void **)&e)) > 0) {
+	while ((ret = lp_img_read_pb(img, &pstree_entry__descriptor, (void **)&e)) > 0) {
 		struct lp_task *t;
 
 		if (lp_pstree_find(pt, e->pid)) {
-			pr_err("%s/pstree.img: entry %u: pid %u appears twice", im->path,
-			       img.nr_read - 1, e->pid);
+			pr_err("%s/%s: entry %u: pid %u appears twice", img->dir, img->name,
+			       img->nr_read - 1, e->pid);
 			lp_pb_free(e);
 			ret = -EINVAL;
 			break;
@@ -66,9 +60,8 @@ int lp_pstree_load(const struct lp_images *im, struct lp_pstree *pt)
 		pt->nr++;
 		lp_pb_free(e);
 	}
-	lp_img_close(&img);
 	if (ret == 0 && pt->nr == 0) {
-		pr_err("%s/pstree.img: no processes in the tree", im->path);
+		pr_err("%s/%s: no processes in the tree", img->dir, img->name);
 		ret = -EINVAL;
 	}
 	if (ret < 0) {
@@ -76,6 +69,22 @@ int lp_pstree_load(const struct lp_images *im, struct lp_pstree *pt)
 		return ret;
 	}
 	return 0;
+}
+
+int lp_pstree_load(const struct lp_images *im, struct lp_pstree *pt)
+{
+	struct lp_img img;
+	int ret;
+
+	memset(pt, 0, sizeof(*pt));
+	ret = lp_img_open(im, "pstree.img", PSTREE_MAGIC, &img);
+	if (ret == -ENOENT)
+		pr_err("%s/pstree.img: missing: the checkpoint has no process tree", im->path);
+	if (ret)
+		return ret;
+	ret = lp_pstree_parse(&img, pt);
+	lp_img_close(&img);
+	return ret;
 }
 
 void lp_pstree_free(struct lp_pstree *pt)

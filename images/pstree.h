@@ -20,6 +20,11 @@ struct lp_pstree {
 };
 
 int lp_pstree_load(const struct lp_images *im, struct lp_pstree *pt);
+/*
+ * Parse an already-opened pstree image (positioned after the magic). Used by the loader
+ * and fuzzers. Initialises *PT; on error nothing is left to free.
+ */
+int lp_pstree_parse(struct lp_img *img, struct lp_pstree *pt);
 void lp_pstree_free(struct lp_pstree *pt);
 const struct lp_task *lp_pstree_find(const struct lp_pstree *pt, uint32_t pid);
 

@@ -61,8 +61,7 @@ int lp_write_pstree(const struct lp_images *im, const struct lp_pstree *pt)
 	return lp_img_writer_close(&w);
 }
 
-int lp_write_core(const struct lp_images *im, uint32_t pid, uint32_t task_state,
-		  const char *comm)
+int lp_write_core(const struct lp_images *im, uint32_t pid, uint32_t task_state, const char *comm)
 {
 	CoreEntry core = CORE_ENTRY__INIT;
 	TaskCoreEntry tc = TASK_CORE_ENTRY__INIT;

@@ -18,7 +18,7 @@ static struct {
 	int fd;
 	int owned;
 	struct timespec start;
-} lg = { .level = LOG_DEFAULT_LEVEL, .fd = 2 };
+} lg = {.level = LOG_DEFAULT_LEVEL, .fd = 2};
 
 int log_set_level(int level)
 {
@@ -89,8 +89,8 @@ void log_printf(int level, const char *file, int line, const char *fmt, ...)
 		if (level == LOG_ERROR && file) {
 			const char *base = strrchr(file, '/');
 
-			n += snprintf(buf + n, sizeof(buf) - n, "Error (%s:%d): ",
-				      base ? base + 1 : file, line);
+			n += snprintf(buf + n, sizeof(buf) - n,
+				      "Error (%s:%d): ", base ? base + 1 : file, line);
 		} else if (level == LOG_WARN) {
 			n += snprintf(buf + n, sizeof(buf) - n, "Warn: ");
 		}

@@ -40,19 +40,19 @@ void log_close(void);
 void log_printf(int level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-#define pr_msg(fmt, ...) log_printf(LOG_MSG, NULL, 0, fmt, ##__VA_ARGS__)
-#define pr_err(fmt, ...) log_printf(LOG_ERROR, __FILE__, __LINE__, LOG_PREFIX fmt, ##__VA_ARGS__)
-#define pr_warn(fmt, ...) log_printf(LOG_WARN, NULL, 0, LOG_PREFIX fmt, ##__VA_ARGS__)
-#define pr_info(fmt, ...) log_printf(LOG_INFO, NULL, 0, LOG_PREFIX fmt, ##__VA_ARGS__)
+#define pr_msg(fmt, ...)   log_printf(LOG_MSG, NULL, 0, fmt, ##__VA_ARGS__)
+#define pr_err(fmt, ...)   log_printf(LOG_ERROR, __FILE__, __LINE__, LOG_PREFIX fmt, ##__VA_ARGS__)
+#define pr_warn(fmt, ...)  log_printf(LOG_WARN, NULL, 0, LOG_PREFIX fmt, ##__VA_ARGS__)
+#define pr_info(fmt, ...)  log_printf(LOG_INFO, NULL, 0, LOG_PREFIX fmt, ##__VA_ARGS__)
 #define pr_debug(fmt, ...) log_printf(LOG_DEBUG, NULL, 0, LOG_PREFIX fmt, ##__VA_ARGS__)
 
 /* pr_perror: like pr_err, appends ": strerror(errno)". Keeps errno intact. */
-#define pr_perror(fmt, ...)                                                                        \
-	do {                                                                                       \
-		int __e = errno;                                                                   \
-		log_printf(LOG_ERROR, __FILE__, __LINE__, LOG_PREFIX fmt ": %s", ##__VA_ARGS__,   \
-			   strerror(__e));                                                          \
-		errno = __e;                                                                       \
+#define pr_perror(fmt, ...)                                                                     \
+	do {                                                                                    \
+		int __e = errno;                                                                \
+		log_printf(LOG_ERROR, __FILE__, __LINE__, LOG_PREFIX fmt ": %s", ##__VA_ARGS__, \
+			   strerror(__e));                                                      \
+		errno = __e;                                                                    \
 	} while (0)
 
 #endif

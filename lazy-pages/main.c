@@ -17,10 +17,10 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } commands[] = {
-	{ "show", cmd_show, "summarise a checkpoint directory (--json for machines)" },
-	{ "daemon", cmd_daemon, "serve a lazy restore from images (drop-in for criu lazy-pages)" },
-	{ "lazy-pages", cmd_daemon, "same as daemon, under CRIU's name" },
-	{ "check", cmd_check, "can this machine do lazy restore? (--json)" },
+	{"show", cmd_show, "summarise a checkpoint directory (--json for machines)"},
+	{"daemon", cmd_daemon, "serve a lazy restore from images (drop-in for criu lazy-pages)"},
+	{"lazy-pages", cmd_daemon, "same as daemon, under CRIU's name"},
+	{"check", cmd_check, "can this machine do lazy restore? (--json)"},
 };
 
 int cli_verbosity(const char *arg, int current)

@@ -17,8 +17,8 @@
 #include "pstree.h"
 
 #define NR_KINDS 10
-static const char *const kinds[NR_KINDS] = { "anon", "heap", "stack", "file",	  "shmem",
-					     "vdso", "vvar", "vsyscall", "other", NULL };
+static const char *const kinds[NR_KINDS] = {"anon", "heap", "stack",	"file",	 "shmem",
+					    "vdso", "vvar", "vsyscall", "other", NULL};
 
 struct proc_summary {
 	uint32_t pid, ppid, threads;
@@ -127,19 +127,20 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void print_json(FILE *f, const struct lp_images *im, const struct proc_summary *s,
-		       size_t n)
+static void print_json(FILE *f, const struct lp_images *im, const struct proc_summary *s, size_t n)
 {
 	uint64_t pages = 0, lazy = 0;
 
 	fprintf(f, "{\n  \"dir\": ");
 	json_str(f, im->path);
-	fprintf(f, ",\n  \"img_version\": %u,\n  \"page_size\": %llu,\n  \"processes\": [", im->img_version,
-		LP_PAGE_SIZE);
+	fprintf(f, ",\n  \"img_version\": %u,\n  \"page_size\": %llu,\n  \"processes\": [",
+		im->img_version, LP_PAGE_SIZE);
 	for (size_t i = 0; i < n; i++, s++) {
-		fprintf(f, "%s\n    {\"pid\": %u, \"ppid\": %u, \"state\": \"%s\", \"threads\": %u, ",
+		fprintf(f,
+			"%s\n    {\"pid\": %u, \"ppid\": %u, \"state\": \"%s\", \"threads\": %u, ",
 			i ? "," : "", s->pid, s->ppid, s->state, s->threads);
-		fprintf(f, "\"vmas\": %zu, \"lazy_vmas\": %zu, \"guard_vmas\": %zu, \"vma_kinds\": {",
+		fprintf(f,
+			"\"vmas\": %zu, \"lazy_vmas\": %zu, \"guard_vmas\": %zu, \"vma_kinds\": {",
 			s->vmas, s->lazy_vmas, s->guard_vmas);
 		for (int k = 0, first = 1; kinds[k]; k++) {
 			if (!s->kind_count[k])
@@ -147,9 +148,10 @@ static void print_json(FILE *f, const struct lp_images *im, const struct proc_su
 			fprintf(f, "%s\"%s\": %zu", first ? "" : ", ", kinds[k], s->kind_count[k]);
 			first = 0;
 		}
-		fprintf(f, "}, \"pagemap_entries\": %zu, \"pages\": %llu, \"lazy_pages\": %llu, "
-			   "\"lazy_bytes\": %llu, \"present_pages\": %llu, \"parent_pages\": %llu, "
-			   "\"remote_only_pages\": %llu, \"pages_id\": %u, \"pages_file_bytes\": %llu}",
+		fprintf(f,
+			"}, \"pagemap_entries\": %zu, \"pages\": %llu, \"lazy_pages\": %llu, "
+			"\"lazy_bytes\": %llu, \"present_pages\": %llu, \"parent_pages\": %llu, "
+			"\"remote_only_pages\": %llu, \"pages_id\": %u, \"pages_file_bytes\": %llu}",
 			s->pagemap_entries, (unsigned long long)s->pages,
 			(unsigned long long)s->lazy_pages,
 			(unsigned long long)(s->lazy_pages * LP_PAGE_SIZE),
@@ -160,15 +162,16 @@ static void print_json(FILE *f, const struct lp_images *im, const struct proc_su
 		lazy += s->lazy_pages;
 	}
 	s -= n;
-	fprintf(f, "\n  ],\n  \"totals\": {\"processes\": %zu, \"pages\": %llu, \"lazy_pages\": %llu, "
-		   "\"lazy_bytes\": %llu}\n}\n",
+	fprintf(f,
+		"\n  ],\n  \"totals\": {\"processes\": %zu, \"pages\": %llu, \"lazy_pages\": %llu, "
+		"\"lazy_bytes\": %llu}\n}\n",
 		n, (unsigned long long)pages, (unsigned long long)lazy,
 		(unsigned long long)(lazy * LP_PAGE_SIZE));
 }
 
 static void human_bytes(char *buf, size_t len, uint64_t b)
 {
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = b;
 	int i = 0;
 
@@ -179,8 +182,7 @@ static void human_bytes(char *buf, size_t len, uint64_t b)
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
-static void print_human(FILE *f, const struct lp_images *im, const struct proc_summary *s,
-			size_t n)
+static void print_human(FILE *f, const struct lp_images *im, const struct proc_summary *s, size_t n)
 {
 	uint64_t pages = 0, lazy = 0, file = 0;
 	size_t threads = 0;
@@ -212,8 +214,9 @@ static void print_human(FILE *f, const struct lp_images *im, const struct proc_s
 			(unsigned long long)p->pages, b1, p->pagemap_entries,
 			(unsigned long long)p->lazy_pages, b2);
 		if (p->lazy_only_pages)
-			fprintf(f, "          %llu lazy pages are not in the images (dump "
-				   "--lazy-pages): they need the source page server\n",
+			fprintf(f,
+				"          %llu lazy pages are not in the images (dump "
+				"--lazy-pages): they need the source page server\n",
 				(unsigned long long)p->lazy_only_pages);
 		if (p->parent_pages)
 			fprintf(f, "          %llu pages live in the parent checkpoint\n",
@@ -226,10 +229,11 @@ static void print_human(FILE *f, const struct lp_images *im, const struct proc_s
 	}
 	human_bytes(b1, sizeof(b1), lazy * LP_PAGE_SIZE);
 	human_bytes(b2, sizeof(b2), file);
-	fprintf(f, "\nTotal: %zu process%s, %zu thread%s, %llu pages dumped, %llu lazy (%s), "
-		   "pages files %s\n",
-		n, n == 1 ? "" : "es", threads, threads == 1 ? "" : "s",
-		(unsigned long long)pages, (unsigned long long)lazy, b1, b2);
+	fprintf(f,
+		"\nTotal: %zu process%s, %zu thread%s, %llu pages dumped, %llu lazy (%s), "
+		"pages files %s\n",
+		n, n == 1 ? "" : "es", threads, threads == 1 ? "" : "s", (unsigned long long)pages,
+		(unsigned long long)lazy, b1, b2);
 }
 
 static void show_usage(FILE *f)
@@ -245,10 +249,10 @@ static void show_usage(FILE *f)
 int cmd_show(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "verbosity", required_argument, NULL, 'v' },
-		{ "images-dir", required_argument, NULL, 'D' },
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{"verbosity", required_argument, NULL, 'v'},
+		{"images-dir", required_argument, NULL, 'D'},
 		{},
 	};
 	const char *dir = NULL;

@@ -50,8 +50,8 @@
 #endif
 
 /* The features CRIU's restore asks for and its daemon needs (criu check --feature uffd-noncoop). */
-#define LP_UFFD_CRIU_FEATURES                                                                      \
-	(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |          \
+#define LP_UFFD_CRIU_FEATURES                                                             \
+	(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | \
 	 UFFD_FEATURE_EVENT_UNMAP)
 
 static inline int lp_userfaultfd(int flags)

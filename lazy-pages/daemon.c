@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lazypages daemon (alias: lazy-pages): a drop-in for `criu lazy-pages`.
+ *
+ * Listens on <work-dir>/lazy-pages.socket, takes one `criu restore --lazy-pages`
+ * connection, serves every uffd as it arrives and fills the rest in the background
+ * after restore finishes. Exits 0 once every page is in place (or its process gone).
+ */
+#define LOG_PREFIX "daemon: "
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "session.h"
+#include "uffd-abi.h"
+
+struct daemon_opts {
+	const char *images_dir;
+	const char *work_dir;
+	const char *log_file;
+	const char *pidfile;
+	const char *stats_file;
+	int status_fd;
+	bool daemonize;
+	bool page_server;
+	const char *address;
+	int port;
+	struct lp_config cfg;
+};
+
+struct lp_daemon {
+	struct daemon_opts o;
+	struct lp_images im;
+	struct lp_pstree pt;
+	int epfd;
+	int listen_fd;
+	struct lp_ev listen_ev;
+	struct lp_session sess;
+	bool have_session;
+};
+
+static void daemon_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: lazypages daemon [OPTIONS]      (also: lazypages lazy-pages)\n\n"
+		"Serve the lazy pages of a `criu restore --lazy-pages` from checkpoint images.\n"
+		"Start it first, then run criu restore with the same work dir.\n\n"
+		"  -D, --images-dir DIR   checkpoint images (default: .)\n"
+		"  -W, --work-dir DIR     where lazy-pages.socket is created (default: images dir)\n"
+		"      --status-fd N      write one \\0 byte to fd N once listening, then close it\n"
+		"  -d, --daemon           detach once listening\n"
+		"      --pidfile FILE     with -d: write the daemon's pid here\n"
+		"  -o, --log-file FILE    log here instead of stderr (relative to the work dir)\n"
+		"  -v[N], --verbosity N   log level 0 (results only) .. 4 (debug); default 2\n"
+		"      --stats-file FILE  write the summary as JSON at exit\n"
+		"      --fault-around N   pages installed per fault, at most (default 1)\n"
+		"      --fill-chunk BYTES largest background copy (default 4M; K/M/G suffixes)\n"
+		"      --page-server      fetch pages from a page server (--address, --port)\n"
+		"      --address A, --port P\n"
+		"      --no-default-config  accepted for CRIU compatibility\n\n"
+		"Exit status: 0 when every lazy page was delivered (or its process exited),\n"
+		"1 on a fatal error (the message names the pid, address and cause), 2 on bad usage.\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 0);
+
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	}
+	if (*end || !v)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+enum {
+	OPT_STATUS_FD = 1000,
+	OPT_PIDFILE,
+	OPT_STATS_FILE,
+	OPT_PAGE_SERVER,
+	OPT_ADDRESS,
+	OPT_PORT,
+	OPT_FAULT_AROUND,
+	OPT_FILL_CHUNK,
+	OPT_IGNORED,
+	OPT_IGNORED_ARG,
+};
+
+static int parse_opts(int argc, char **argv, struct daemon_opts *o)
+{
+	static const struct option opts[] = {
+		{"images-dir", required_argument, NULL, 'D'},
+		{"work-dir", required_argument, NULL, 'W'},
+		{"status-fd", required_argument, NULL, OPT_STATUS_FD},
+		{"daemon", no_argument, NULL, 'd'},
+		{"pidfile", required_argument, NULL, OPT_PIDFILE},
+		{"log-file", required_argument, NULL, 'o'},
+		{"verbosity", optional_argument, NULL, 'v'},
+		{"stats-file", required_argument, NULL, OPT_STATS_FILE},
+		{"page-server", no_argument, NULL, OPT_PAGE_SERVER},
+		{"address", required_argument, NULL, OPT_ADDRESS},
+		{"port", required_argument, NULL, OPT_PORT},
+		{"fault-around", required_argument, NULL, OPT_FAULT_AROUND},
+		{"fill-chunk", required_argument, NULL, OPT_FILL_CHUNK},
+		{"help", no_argument, NULL, 'h'},
+		/* CRIU options that mean nothing to the lazy-pages daemon */
+		{"no-default-config", no_argument, NULL, OPT_IGNORED},
+		{"lazy-pages", no_argument, NULL, OPT_IGNORED},
+		{"shell-job", no_argument, NULL, OPT_IGNORED},
+		{"restore-detached", no_argument, NULL, OPT_IGNORED},
+		{"tls", no_argument, NULL, OPT_IGNORED},
+		{"tls-no-cn-verify", no_argument, NULL, OPT_IGNORED},
+		{"tls-cacert", required_argument, NULL, OPT_IGNORED_ARG},
+		{"tls-cacrl", required_argument, NULL, OPT_IGNORED_ARG},
+		{"tls-cert", required_argument, NULL, OPT_IGNORED_ARG},
+		{"tls-key", required_argument, NULL, OPT_IGNORED_ARG},
+		{"config", required_argument, NULL, OPT_IGNORED_ARG},
+		{"root", required_argument, NULL, OPT_IGNORED_ARG},
+		{},
+	};
+	int c, idx;
+
+	memset(o, 0, sizeof(*o));
+	o->status_fd = -1;
+	o->cfg.fill_chunk_min = 64 << 10;
+	o->cfg.fill_chunk_max = 4 << 20;
+	o->cfg.fault_around = 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "D:W:do:v::h", opts, &idx)) != -1) {
+		switch (c) {
+		case 'D':
+			o->images_dir = optarg;
+			break;
+		case 'W':
+			o->work_dir = optarg;
+			break;
+		case 'd':
+			o->daemonize = true;
+			break;
+		case 'o':
+			o->log_file = optarg;
+			break;
+		case 'v':
+			log_set_level(cli_verbosity(optarg, log_get_level()));
+			break;
+		case OPT_STATUS_FD:
+			o->status_fd = atoi(optarg);
+			break;
+		case OPT_PIDFILE:
+			o->pidfile = optarg;
+			break;
+		case OPT_STATS_FILE:
+			o->stats_file = optarg;
+			break;
+		case OPT_PAGE_SERVER:
+			o->page_server = true;
+			break;
+		case OPT_ADDRESS:
+			o->address = optarg;
+			break;
+		case OPT_PORT:
+			o->port = atoi(optarg);
+			break;
+		case OPT_FAULT_AROUND:
+			o->cfg.fault_around = atoi(optarg);
+			if (o->cfg.fault_around < 1 || o->cfg.fault_around > 4096) {
+				fprintf(stderr, "lazypages: --fault-around wants 1..4096 pages\n");
+				return -EINVAL;
+			}
+			break;
+		case OPT_FILL_CHUNK:
+			if (parse_size(optarg, &o->cfg.fill_chunk_max) ||
+			    o->cfg.fill_chunk_max < 4096) {
+				fprintf(stderr, "lazypages: --fill-chunk wants a size >= 4K\n");
+				return -EINVAL;
+			}
+			if (o->cfg.fill_chunk_min > o->cfg.fill_chunk_max)
+				o->cfg.fill_chunk_min = o->cfg.fill_chunk_max;
+			break;
+		case OPT_IGNORED:
+		case OPT_IGNORED_ARG:
+			break;
+		case 'h':
+			daemon_usage(stdout);
+			exit(0);
+		default:
+			daemon_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "lazypages: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->images_dir)
+		o->images_dir = ".";
+	if (!o->work_dir)
+		o->work_dir = o->images_dir;
+	return 0;
+}
+
+static int listen_socket(struct lp_daemon *d)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(LP_SOCKET_NAME);
+	struct epoll_event ev = {.events = EPOLLIN};
+	int fd;
+
+	memcpy(sa.sun_path, LP_SOCKET_NAME, strlen(LP_SOCKET_NAME));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		pr_perror("socket");
+		return -errno;
+	}
+	unlink(LP_SOCKET_NAME);
+	if (bind(fd, (struct sockaddr *)&sa, len) || listen(fd, 10)) {
+		int e = -errno;
+
+		pr_err("cannot listen on %s/%s: %s", d->o.work_dir, LP_SOCKET_NAME, strerror(-e));
+		close(fd);
+		return e;
+	}
+	d->listen_fd = fd;
+	d->listen_ev.kind = LP_EV_LISTEN;
+	d->listen_ev.obj = d;
+	ev.data.ptr = &d->listen_ev;
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		pr_perror("epoll_ctl(listen)");
+		return -errno;
+	}
+	pr_info("listening on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
+	return 0;
+}
+
+static int detach(struct lp_daemon *d)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		pr_perror("fork");
+		return -errno;
+	}
+	if (pid > 0) {
+		if (d->o.pidfile) {
+			FILE *f = fopen(d->o.pidfile, "w");
+
+			if (!f || fprintf(f, "%d", pid) < 0 || fclose(f)) {
+				pr_perror("cannot write pidfile %s", d->o.pidfile);
+				kill(pid, SIGKILL);
+				_exit(1);
+			}
+		}
+		_exit(0);
+	}
+	setsid();
+	{
+		int null = open("/dev/null", O_RDWR);
+
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			if (!d->o.log_file)
+				dup2(null, 2);
+			if (null > 2)
+				close(null);
+		}
+	}
+	return 0;
+}
+
+static void signal_ready(struct lp_daemon *d)
+{
+	char zero = 0;
+
+	if (d->o.status_fd < 0)
+		return;
+	if (write(d->o.status_fd, &zero, 1) != 1)
+		pr_perror("cannot write to --status-fd %d", d->o.status_fd);
+	close(d->o.status_fd);
+	d->o.status_fd = -1;
+}
+
+static int accept_restore(struct lp_daemon *d)
+{
+	int conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int ret;
+
+	if (conn < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		pr_perror("accept");
+		return -errno;
+	}
+	/* One restore per daemon, as with criu lazy-pages: stop listening. */
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->listen_fd, NULL);
+	close(d->listen_fd);
+	d->listen_fd = -1;
+	ret = lp_session_init(&d->sess, &d->o.cfg, &d->im, &d->pt, d->epfd, conn);
+	if (ret) {
+		close(conn);
+		return ret;
+	}
+	d->have_session = true;
+	pr_info("restore connected");
+	return 0;
+}
+
+static int serve(struct lp_daemon *d)
+{
+	struct epoll_event evs[32];
+	struct lp_session *s = &d->sess;
+
+	for (;;) {
+		bool work = d->have_session && lp_session_has_work(s);
+		int n = epoll_wait(d->epfd, evs, 32, work ? 0 : -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			pr_perror("epoll_wait");
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			struct lp_ev *ev = evs[i].data.ptr;
+			int ret;
+
+			switch (ev->kind) {
+			case LP_EV_LISTEN:
+				ret = accept_restore(d);
+				if (ret)
+					return ret;
+				break;
+			case LP_EV_CONN:
+				lp_session_conn_ready(ev->obj, evs[i].events);
+				break;
+			case LP_EV_UFFD:
+				lp_proc_uffd_ready(ev->obj, evs[i].events);
+				break;
+			}
+			if (d->have_session && s->error)
+				return s->error;
+		}
+		if (!d->have_session)
+			continue;
+		if (lp_session_has_work(s))
+			lp_session_work(s);
+		if (s->error)
+			return s->error;
+		if (lp_session_done(s)) {
+			if (!s->st.t_resident)
+				s->st.t_resident = lp_now();
+			return 0;
+		}
+	}
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	struct lp_daemon d = {.epfd = -1, .listen_fd = -1};
+	int ret;
+
+	if (parse_opts(argc, argv, &d.o))
+		return 2;
+	if (d.o.page_server) {
+		pr_err("--page-server: the remote page source is not available in this build "
+		       "yet; serve from local images (drop --page-server)");
+		return 1;
+	}
+	if (lp_images_open(&d.im, d.o.images_dir))
+		return 1;
+	if (lp_pstree_load(&d.im, &d.pt)) {
+		lp_images_close(&d.im);
+		return 1;
+	}
+	if (chdir(d.o.work_dir)) {
+		pr_perror("cannot use work dir %s", d.o.work_dir);
+		ret = -errno;
+		goto out;
+	}
+	if (d.o.log_file) {
+		ret = log_open_file(d.o.log_file);
+		if (ret) {
+			pr_err("cannot open log file %s: %s", d.o.log_file, strerror(-ret));
+			goto out;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	d.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d.epfd < 0) {
+		ret = -errno;
+		pr_perror("epoll_create1");
+		goto out;
+	}
+	ret = listen_socket(&d);
+	if (ret)
+		goto out;
+	if (d.o.daemonize) {
+		ret = detach(&d);
+		if (ret)
+			goto out;
+	}
+	signal_ready(&d);
+	pr_info("serving %s: %zu task%s in pstree.img", d.im.path, d.pt.nr,
+		d.pt.nr == 1 ? "" : "s");
+
+	ret = serve(&d);
+	if (d.have_session) {
+		lp_stats_print(&d.sess.st, LOG_MSG);
+		if (d.o.stats_file)
+			lp_stats_write_json(&d.sess.st, d.o.stats_file);
+	}
+	if (ret)
+		pr_err("lazy restore failed: %s. Processes still missing pages get zero pages "
+		       "when this daemon exits; their memory is not trustworthy",
+		       strerror(-ret));
+out:
+	if (d.have_session)
+		lp_session_fini(&d.sess);
+	if (d.listen_fd >= 0)
+		close(d.listen_fd);
+	if (d.epfd >= 0)
+		close(d.epfd);
+	lp_pstree_free(&d.pt);
+	lp_images_close(&d.im);
+	log_close();
+	return ret ? 1 : 0;
+}

@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Per-process work: building the range map from the images, reading the uffd, serving
+ * faults, applying FORK/REMAP/REMOVE/UNMAP, and filling in the background.
+ *
+ * Everything here runs on the session's loop thread, so reading an event, updating the
+ * range map and deciding what to copy never interleave (docs/kernel.md, obligation 5).
+ */
+#define LOG_PREFIX "proc: "
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proc.h"
+#include "uffd-abi.h"
+#include "uffd.h"
+
+#define PG LP_PAGE_SIZE
+
+#define proc_err(p, fmt, ...)  pr_err("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
+#define proc_warn(p, fmt, ...) pr_warn("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
+#define proc_debug(p, fmt, ...) \
+	pr_debug("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
+
+/* ---- image data --------------------------------------------------------------------- */
+
+void lp_pidimg_free(struct lp_pidimg *img)
+{
+	lp_mm_free(&img->mm);
+	lp_pagemap_free(&img->pm);
+	lp_pages_close(&img->pages);
+	free(img);
+}
+
+int lp_pidimg_get(struct lp_session *s, uint32_t pid, struct lp_pidimg **out)
+{
+	struct lp_pidimg *img;
+	int ret;
+
+	for (img = s->imgs; img; img = img->next) {
+		if (img->pid == pid) {
+			*out = img;
+			return 0;
+		}
+	}
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return -ENOMEM;
+	img->pid = pid;
+	img->pages.fd = -1;
+	ret = lp_mm_load(s->im, pid, &img->mm);
+	if (!ret)
+		ret = lp_pagemap_load(s->im, pid, &img->pm);
+	if (!ret)
+		ret = lp_pages_open(s->im, img->pm.pages_id, img->pm.present_bytes, &img->pages);
+	if (ret) {
+		lp_pidimg_free(img);
+		return ret;
+	}
+	img->next = s->imgs;
+	s->imgs = img;
+	*out = img;
+	return 0;
+}
+
+/* Lazy pagemap entries, cut at VMA boundaries, become the process's missing ranges. */
+static int build_map(struct lp_proc *p)
+{
+	const struct lp_pidimg *img = p->img;
+	const struct lp_mm *mm = &img->mm;
+	size_t v = 0;
+
+	for (size_t i = 0; i < img->pm.nr; i++) {
+		const struct lp_pme *e = &img->pm.e[i];
+		uint64_t end = lp_pme_end(e);
+
+		if (!(e->flags & PE_LAZY))
+			continue;
+		if (!(e->flags & PE_PRESENT)) {
+			pr_err("%s/%s: lazy pages at %#llx (%llu pages) are not in the images: they "
+			       "were dumped with --lazy-pages and must come from the source's page "
+			       "server (use --page-server --address A --port P)",
+			       p->s->im->path, img->pm.name, (unsigned long long)e->vaddr,
+			       (unsigned long long)e->nr_pages);
+			return -EINVAL;
+		}
+		while (v < mm->nr && mm->vmas[v].end <= e->vaddr)
+			v++;
+		for (size_t k = v; k < mm->nr && mm->vmas[k].start < end; k++) {
+			const struct lp_vma *vma = &mm->vmas[k];
+			uint64_t a = vma->start > e->vaddr ? vma->start : e->vaddr;
+			uint64_t b = vma->end < end ? vma->end : end;
+			const uint8_t *data;
+			int ret;
+
+			if (!lp_vma_can_be_lazy(vma)) {
+				proc_warn(p,
+					  "lazy pages [%#llx, %#llx) lie in a %s VMA that restore "
+					  "does not register: left to restore",
+					  (unsigned long long)a, (unsigned long long)b,
+					  lp_vma_kind(vma));
+				continue;
+			}
+			data = lp_pages_ptr(&img->pages, e->pages_off + (a - e->vaddr), b - a);
+			if (!data) {
+				proc_err(p, "%s: no data for [%#llx, %#llx)", img->pages.name,
+					 (unsigned long long)a, (unsigned long long)b);
+				return -EINVAL;
+			}
+			ret = rm_add(&p->map, a, b, a, data);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int proc_watch(struct lp_proc *p)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->ev};
+
+	p->ev.kind = LP_EV_UFFD;
+	p->ev.obj = p;
+	if (epoll_ctl(p->s->epfd, EPOLL_CTL_ADD, p->uffd, &ev)) {
+		int e = -errno;
+
+		proc_err(p, "epoll_ctl: %s", strerror(-e));
+		return e;
+	}
+	return 0;
+}
+
+static void proc_link(struct lp_proc *p)
+{
+	struct lp_session *s = p->s;
+	struct lp_proc **pp = &s->procs;
+
+	while (*pp) /* arrival order: fill serves processes in that order */
+		pp = &(*pp)->next;
+	*pp = p;
+	s->nr_live++;
+}
+
+int lp_proc_new(struct lp_session *s, uint32_t pid, int uffd, struct lp_proc **out)
+{
+	struct lp_proc *p = calloc(1, sizeof(*p));
+	int ret;
+
+	if (!p) {
+		close(uffd);
+		return -ENOMEM;
+	}
+	p->s = s;
+	p->pid = pid;
+	p->uffd = uffd;
+	rm_init(&p->map);
+	ret = lp_pidimg_get(s, pid, &p->img);
+	if (!ret)
+		ret = build_map(p);
+	if (!ret)
+		ret = proc_watch(p);
+	if (ret) {
+		lp_proc_free(p);
+		return ret;
+	}
+	proc_link(p);
+	s->st.lazy_pages += p->map.nr_missing;
+	s->st.procs++;
+	proc_debug(p, "%zu ranges, %llu pages to serve", p->map.nr,
+		   (unsigned long long)p->map.nr_missing);
+	*out = p;
+	return 0;
+}
+
+void lp_proc_free(struct lp_proc *p)
+{
+	if (p->uffd >= 0)
+		close(p->uffd);
+	rm_free(&p->map);
+	free(p->retry);
+	free(p);
+}
+
+/* The process is gone (ESRCH): nothing to serve any more. */
+static void proc_exit(struct lp_proc *p)
+{
+	struct lp_session *s = p->s;
+
+	if (p->exited)
+		return;
+	proc_debug(p, "exited, %llu pages never needed", (unsigned long long)p->map.nr_missing);
+	s->st.pages_orphaned += p->map.nr_missing;
+	s->st.exited++;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, p->uffd, NULL);
+	close(p->uffd);
+	p->uffd = -1;
+	rm_free(&p->map);
+	if (p->nr_retry)
+		s->nr_retry_procs--;
+	p->nr_retry = 0;
+	p->exited = true;
+	s->nr_live--;
+}
+
+static void proc_fatal(struct lp_proc *p, int err, uint64_t addr, const char *what)
+{
+	proc_err(p, "%s at %#llx failed: %s", what, (unsigned long long)addr, strerror(-err));
+	if (!p->s->error)
+		p->s->error = err;
+}
+
+static void defer_fault(struct lp_proc *p, uint64_t page)
+{
+	if (p->nr_retry == p->cap_retry) {
+		size_t cap = p->cap_retry ? p->cap_retry * 2 : 16;
+		uint64_t *n = realloc(p->retry, cap * sizeof(*n));
+
+		if (!n) {
+			proc_fatal(p, -ENOMEM, page, "deferring a fault");
+			return;
+		}
+		p->retry = n;
+		p->cap_retry = cap;
+	}
+	if (!p->nr_retry)
+		p->s->nr_retry_procs++;
+	p->retry[p->nr_retry++] = page;
+}
+
+/* ---- faults ------------------------------------------------------------------------- */
+
+static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
+{
+	struct lp_session *s = p->s;
+	uint64_t page = addr & ~(PG - 1);
+	struct lp_uffd_res res;
+	long idx = rm_find(&p->map, page);
+	const char *what;
+	int ret;
+
+	if (idx >= 0 && rm_missing(&p->map.seg[idx], page)) {
+		const struct lp_seg *seg = &p->map.seg[idx];
+		uint64_t n = rm_run(seg, page, s->cfg->fault_around);
+
+		what = "copy for a fault";
+		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG, &res);
+		rm_done(&p->map, idx, page, res.copied / PG + res.eexist);
+		s->st.pages_faulted += res.copied / PG;
+		s->st.bytes += res.copied;
+	} else {
+		/*
+		 * Not in the images (never dumped), or already installed and this is a
+		 * duplicate message. A read gets the shared zero page; a write gets a
+		 * private zero page at once, sparing it a second (COW) fault.
+		 */
+		what = "zero page for a fault";
+		ret = lp_uffd_fill(p->uffd, page, write ? lp_zero_page : NULL, PG, &res);
+		s->st.pages_zero += res.copied / PG;
+	}
+	s->st.eexist += res.eexist;
+	s->fill_chunk = s->cfg->fill_chunk_min;
+
+	switch (ret) {
+	case 0:
+		break;
+	case -EAGAIN: /* an event is pending: read it, then serve again */
+		defer_fault(p, page | write);
+		break;
+	case -ENOENT:
+		/*
+		 * No registered VMA there any more: an unmap or remap is on its way, or
+		 * was applied after this fault was queued. The faulting thread is woken and
+		 * will fault again wherever its memory now is.
+		 */
+		proc_debug(p, "fault at %#llx: no registered VMA", (unsigned long long)page);
+		lp_uffd_wake(p->uffd, page, PG);
+		break;
+	case -ESRCH:
+		proc_exit(p);
+		break;
+	default:
+		proc_fatal(p, ret, page, what);
+	}
+}
+
+void lp_proc_retry(struct lp_proc *p)
+{
+	size_t n = p->nr_retry;
+	uint64_t *pages;
+
+	if (!n || p->exited)
+		return;
+	pages = malloc(n * sizeof(*pages));
+	if (!pages)
+		return;
+	memcpy(pages, p->retry, n * sizeof(*pages));
+	p->nr_retry = 0;
+	p->s->nr_retry_procs--;
+	for (size_t i = 0; i < n && !p->exited; i++)
+		serve_fault(p, pages[i] & ~(PG - 1), pages[i] & 1);
+	free(pages);
+}
+
+/* ---- events ------------------------------------------------------------------------- */
+
+static void handle_fork(struct lp_proc *p, int ufd)
+{
+	struct lp_session *s = p->s;
+	struct lp_proc *c = calloc(1, sizeof(*c));
+	int ret;
+
+	s->st.ev_fork++;
+	if (!c) {
+		close(ufd);
+		proc_fatal(p, -ENOMEM, 0, "fork");
+		return;
+	}
+	c->s = s;
+	c->pid = p->pid;
+	c->uffd = ufd;
+	c->img = p->img;
+	/* Everything the parent still misses, the child misses too. */
+	ret = rm_clone(&c->map, &p->map);
+	if (!ret)
+		ret = proc_watch(c);
+	if (ret) {
+		lp_proc_free(c);
+		proc_fatal(p, ret, 0, "taking over a forked child");
+		return;
+	}
+	proc_link(c);
+	s->st.forks++;
+	s->st.fork_pages += c->map.nr_missing;
+	proc_debug(p, "forked a child: uffd %d, %llu pages to serve", ufd,
+		   (unsigned long long)c->map.nr_missing);
+}
+
+static void drop_range(struct lp_proc *p, uint64_t start, uint64_t end)
+{
+	uint64_t before = p->map.nr_missing;
+	int ret = rm_cut(&p->map, start, end);
+
+	if (ret)
+		proc_fatal(p, ret, start, "dropping a range");
+	p->s->st.pages_dropped += before - p->map.nr_missing;
+}
+
+static void handle_msg(struct lp_proc *p, const struct uffd_msg *m)
+{
+	struct lp_session *s = p->s;
+	int ret;
+
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		s->st.faults++;
+		serve_fault(p, m->arg.pagefault.address,
+			    m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+		break;
+	case UFFD_EVENT_FORK:
+		handle_fork(p, (int)m->arg.fork.ufd);
+		break;
+	case UFFD_EVENT_REMAP:
+		s->st.ev_remap++;
+		proc_debug(
+			p, "remap [%#llx, +%#llx) -> %#llx", (unsigned long long)m->arg.remap.from,
+			(unsigned long long)m->arg.remap.len, (unsigned long long)m->arg.remap.to);
+		ret = rm_remap(&p->map, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		if (ret)
+			proc_fatal(p, ret, m->arg.remap.from, "remap");
+		break;
+	case UFFD_EVENT_REMOVE:
+		/*
+		 * MADV_DONTNEED/REMOVE: the range reads as zeros from now on. Unregister it
+		 * so the kernel serves it, and never fill it from the images again.
+		 */
+		s->st.ev_remove++;
+		ret = lp_uffd_unregister(p->uffd, m->arg.remove.start,
+					 m->arg.remove.end - m->arg.remove.start);
+		if (ret == -ESRCH || ret == -ENOMEM) {
+			proc_exit(p);
+			return;
+		}
+		if (ret)
+			proc_warn(p, "unregister [%#llx, %#llx) after madvise: %s",
+				  (unsigned long long)m->arg.remove.start,
+				  (unsigned long long)m->arg.remove.end, strerror(-ret));
+		drop_range(p, m->arg.remove.start, m->arg.remove.end);
+		break;
+	case UFFD_EVENT_UNMAP:
+		s->st.ev_unmap++;
+		drop_range(p, m->arg.remove.start, m->arg.remove.end);
+		break;
+	default:
+		proc_err(p, "unexpected uffd event %#x", m->event);
+		if (!s->error)
+			s->error = -EPROTO;
+	}
+}
+
+void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
+{
+	struct uffd_msg msgs[64];
+
+	(void)events;
+	while (!p->exited && !p->s->error) {
+		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			proc_fatal(p, -errno, 0, "reading the uffd");
+			return;
+		}
+		if (n == 0 || n % sizeof(msgs[0])) {
+			proc_fatal(p, -EIO, 0, "reading the uffd (short message)");
+			return;
+		}
+		for (size_t i = 0; i < n / sizeof(msgs[0]) && !p->exited; i++)
+			handle_msg(p, &msgs[i]);
+	}
+	if (p->nr_retry)
+		lp_proc_retry(p);
+}
+
+/* ---- background fill ---------------------------------------------------------------- */
+
+uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
+{
+	struct lp_session *s = p->s;
+	struct lp_uffd_res res;
+	uint64_t addr, nr;
+	size_t idx;
+	const struct lp_seg *seg;
+	int ret;
+
+	if (p->exited || !rm_first_run(&p->map, max / PG ? max / PG : 1, &idx, &addr, &nr))
+		return 0;
+	seg = &p->map.seg[idx];
+	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, &res);
+	rm_done(&p->map, idx, addr, res.copied / PG + res.eexist);
+	s->st.pages_filled += res.copied / PG;
+	s->st.bytes += res.copied;
+	s->st.eexist += res.eexist;
+
+	switch (ret) {
+	case 0:
+	case -EAGAIN: /* events first; the rest stays missing and is tried again */
+		break;
+	case -ENOENT: {
+		/*
+		 * Not registered: either an unmap/remap event is queued (read it, then the
+		 * map is right), or the images disagree with what restore registered.
+		 */
+		uint64_t at = addr + res.copied + res.eexist * PG;
+
+		lp_proc_uffd_ready(p, 0);
+		if (p->exited)
+			break;
+		idx = rm_find(&p->map, at);
+		if (idx != (size_t)-1 && rm_missing(&p->map.seg[idx], at)) {
+			struct lp_uffd_res r2;
+
+			seg = &p->map.seg[idx];
+			ret = lp_uffd_fill(p->uffd, at, seg->data + (at - seg->start), PG, &r2);
+			if (ret == -ENOENT) {
+				proc_warn(p,
+					  "%#llx is in the images but not registered with "
+					  "userfaultfd: restore and images disagree; dropping "
+					  "[%#llx, %#llx)",
+					  (unsigned long long)at, (unsigned long long)at,
+					  (unsigned long long)seg->end);
+				drop_range(p, at, seg->end);
+			} else {
+				idx = rm_find(&p->map, at);
+				if (idx != (size_t)-1)
+					rm_done(&p->map, idx, at, r2.copied / PG + r2.eexist);
+				s->st.pages_filled += r2.copied / PG;
+				s->st.bytes += r2.copied;
+				s->st.eexist += r2.eexist;
+				if (ret == -ESRCH)
+					proc_exit(p);
+				else if (ret && ret != -EAGAIN)
+					proc_fatal(p, ret, at, "background copy");
+			}
+		}
+		break;
+	}
+	case -ESRCH:
+		proc_exit(p);
+		break;
+	default:
+		proc_fatal(p, ret, addr, "background copy");
+	}
+	return res.copied / PG;
+}

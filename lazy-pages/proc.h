@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* One restored process: its uffd, its range map, its faults, events and fill. */
+#ifndef LP_PROC_H
+#define LP_PROC_H
+
+#include "session.h"
+
+/* The image data of PID (loaded once per session, shared by forks). */
+int lp_pidimg_get(struct lp_session *s, uint32_t pid, struct lp_pidimg **out);
+void lp_pidimg_free(struct lp_pidimg *img);
+
+/* A process from the restore socket: takes ownership of UFFD. */
+int lp_proc_new(struct lp_session *s, uint32_t pid, int uffd, struct lp_proc **out);
+void lp_proc_free(struct lp_proc *p);
+
+/* Install up to MAX bytes of the process's lowest missing run. Returns pages installed. */
+uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max);
+/* Serve faults deferred by an EAGAIN copy. */
+void lp_proc_retry(struct lp_proc *p);
+
+#define lp_proc_pending(p) ((p)->map.nr_missing)
+
+#endif

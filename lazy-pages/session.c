@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A restore session: the restore socket's messages (pid, uffd, zombie, finish word),
+ * the processes they bring, background fill scheduling and completion.
+ *
+ * The socket carries, per task, an int32 pid and then one byte with the uffd in
+ * SCM_RIGHTS, or a negative pid alone for a zombie; after every task the uint32
+ * finish word. Each uffd is served as soon as it arrives.
+ */
+#define LOG_PREFIX "session: "
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proc.h"
+#include "session.h"
+
+int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const struct lp_images *im,
+		    const struct lp_pstree *pt, int epfd, int conn)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
+
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	s->im = im;
+	s->pt = pt;
+	s->epfd = epfd;
+	s->conn = conn;
+	s->fill_chunk = cfg->fill_chunk_min;
+	s->st.t_start = lp_now();
+	s->seen = calloc(pt->nr ? pt->nr : 1, sizeof(*s->seen));
+	if (!s->seen)
+		return -ENOMEM;
+	s->conn_ev.kind = LP_EV_CONN;
+	s->conn_ev.obj = s;
+	ev.data.ptr = &s->conn_ev;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, conn, &ev)) {
+		int e = -errno;
+
+		pr_perror("epoll_ctl(restore socket)");
+		free(s->seen);
+		return e;
+	}
+	return 0;
+}
+
+void lp_session_fini(struct lp_session *s)
+{
+	while (s->procs) {
+		struct lp_proc *p = s->procs;
+
+		s->procs = p->next;
+		if (p->uffd >= 0)
+			epoll_ctl(s->epfd, EPOLL_CTL_DEL, p->uffd, NULL);
+		lp_proc_free(p);
+	}
+	while (s->imgs) {
+		struct lp_pidimg *img = s->imgs;
+
+		s->imgs = img->next;
+		lp_pidimg_free(img);
+	}
+	if (s->conn >= 0) {
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->conn, NULL);
+		close(s->conn);
+		s->conn = -1;
+	}
+	free(s->seen);
+	s->seen = NULL;
+}
+
+static void session_fail(struct lp_session *s, int err)
+{
+	if (!s->error)
+		s->error = err;
+}
+
+static void conn_close(struct lp_session *s)
+{
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->conn, NULL);
+	close(s->conn);
+	s->conn = -1;
+}
+
+/* Which pstree entry is PID? Marks it seen; complains about strangers and repeats. */
+static int claim_pid(struct lp_session *s, uint32_t pid, bool zombie)
+{
+	for (size_t i = 0; i < s->pt->nr; i++) {
+		if (s->pt->tasks[i].pid != pid)
+			continue;
+		if (s->seen[i]) {
+			pr_err("restore sent pid %u twice", pid);
+			return -EPROTO;
+		}
+		s->seen[i] = true;
+		return 0;
+	}
+	pr_err("restore sent %s pid %u, which is not in %s/pstree.img: wrong images directory "
+	       "(-D) or work dir (-W)?",
+	       zombie ? "zombie" : "task", pid, s->im->path);
+	return -EPROTO;
+}
+
+/* The 1-byte message carrying the uffd. Returns 1 when done, 0 for "try later", <0 error. */
+static int recv_uffd(struct lp_session *s)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = {0};
+	struct iovec iov;
+	struct cmsghdr *c;
+	char byte;
+	int fds[4], nfds = 0;
+	ssize_t n;
+	int ret;
+
+	iov.iov_base = &byte;
+	iov.iov_len = 1;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	n = recvmsg(s->conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if (n == 0) {
+		pr_err("restore closed the connection after pid %d, before sending its uffd",
+		       s->cur_pid);
+		return -EPIPE;
+	}
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && nfds < 4; k++)
+			memcpy(&fds[nfds++], CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+	}
+	ret = 0;
+	if (mh.msg_flags & MSG_CTRUNC) {
+		pr_err("pid %d: control message truncated: restore sent more than one fd",
+		       s->cur_pid);
+		ret = -EPROTO;
+	} else if (nfds != 1) {
+		pr_err("pid %d: expected exactly one uffd in SCM_RIGHTS, got %d fds", s->cur_pid,
+		       nfds);
+		ret = -EPROTO;
+	}
+	if (ret) {
+		for (int k = 0; k < nfds; k++)
+			close(fds[k]);
+		return ret;
+	}
+	{
+		char link[64], path[32];
+		ssize_t l;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[0]);
+		l = readlink(path, link, sizeof(link) - 1);
+		link[l > 0 ? l : 0] = 0;
+		if (!strstr(link, "userfaultfd")) {
+			pr_err("pid %d: the fd restore sent is not a userfaultfd (%s)", s->cur_pid,
+			       l > 0 ? link : "unknown");
+			close(fds[0]);
+			return -EPROTO;
+		}
+	}
+	{
+		struct lp_proc *p;
+
+		if (!s->st.t_first_uffd)
+			s->st.t_first_uffd = lp_now();
+		ret = lp_proc_new(s, (uint32_t)s->cur_pid, fds[0], &p);
+		if (ret) {
+			pr_err("pid %d: cannot serve it: %s", s->cur_pid, strerror(-ret));
+			return ret;
+		}
+		pr_info("pid %d: uffd received, %llu lazy pages", s->cur_pid,
+			(unsigned long long)p->map.nr_missing);
+	}
+	return 1;
+}
+
+/* A complete 4-byte word from the restore socket. */
+static int handle_word(struct lp_session *s, uint32_t w)
+{
+	int32_t pid = (int32_t)w;
+	int ret;
+
+	if (s->finished) {
+		pr_err("restore sent data after the finish word (%#x): ignoring the rest of the "
+		       "connection",
+		       w);
+		return -EPROTO;
+	}
+	if (s->nr_msgs == s->pt->nr) {
+		if (w != LP_RESTORE_FINISHED) {
+			pr_err("restore sent %#x where the finish word %#x was due (all %zu tasks "
+			       "were announced)",
+			       w, LP_RESTORE_FINISHED, s->pt->nr);
+			return -EPROTO;
+		}
+		s->finished = true;
+		s->st.t_finished = lp_now();
+		pr_info("restore finished: background fill starts");
+		return 0;
+	}
+	if (w == LP_RESTORE_FINISHED) {
+		pr_err("restore finished after %zu of %zu tasks sent their uffd", s->nr_msgs,
+		       s->pt->nr);
+		return -EPROTO;
+	}
+	if (pid == 0 || pid == INT32_MIN) {
+		pr_err("restore sent an invalid pid %d", pid);
+		return -EPROTO;
+	}
+	if (pid < 0) {
+		ret = claim_pid(s, (uint32_t)-pid, true);
+		if (ret)
+			return ret;
+		s->nr_msgs++;
+		s->st.zombies++;
+		pr_info("pid %d: zombie, nothing to serve", -pid);
+		return 0;
+	}
+	ret = claim_pid(s, (uint32_t)pid, false);
+	if (ret)
+		return ret;
+	s->cur_pid = pid;
+	return 0;
+}
+
+void lp_session_conn_ready(struct lp_session *s, uint32_t events)
+{
+	(void)events;
+	while (s->conn >= 0 && !s->error) {
+		ssize_t n;
+		int ret;
+
+		if (s->cur_pid) {
+			ret = recv_uffd(s);
+			if (ret <= 0) {
+				if (ret < 0)
+					session_fail(s, ret);
+				return;
+			}
+			s->cur_pid = 0;
+			s->nr_msgs++;
+			continue;
+		}
+		n = recv(s->conn, s->word + s->word_len, 4 - s->word_len, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			pr_perror("restore socket");
+			if (!s->finished)
+				session_fail(s, -errno);
+			conn_close(s);
+			return;
+		}
+		if (n == 0) {
+			if (s->finished) {
+				pr_info("restore closed the connection");
+			} else {
+				pr_err("restore closed the connection before it finished (%zu of "
+				       "%zu tasks announced): did criu restore fail? See its log",
+				       s->nr_msgs, s->pt->nr);
+				session_fail(s, -EPIPE);
+			}
+			conn_close(s);
+			return;
+		}
+		s->word_len += n;
+		if (s->word_len < 4)
+			continue;
+		s->word_len = 0;
+		{
+			uint32_t w;
+
+			memcpy(&w, s->word, 4);
+			ret = handle_word(s, w);
+		}
+		if (ret) {
+			if (!s->finished)
+				session_fail(s, ret);
+			conn_close(s);
+			return;
+		}
+	}
+}
+
+bool lp_session_has_work(const struct lp_session *s)
+{
+	if (s->nr_retry_procs)
+		return true;
+	if (!s->finished)
+		return false;
+	for (const struct lp_proc *p = s->procs; p; p = p->next)
+		if (!p->exited && p->map.nr_missing)
+			return true;
+	return false;
+}
+
+bool lp_session_work(struct lp_session *s)
+{
+	struct lp_proc *p;
+
+	if (s->nr_retry_procs)
+		for (p = s->procs; p; p = p->next)
+			if (p->nr_retry)
+				lp_proc_retry(p);
+	if (!s->finished)
+		return s->nr_retry_procs;
+	/* One chunk for one process, round robin in arrival order. */
+	p = s->fill_cursor ? s->fill_cursor : s->procs;
+	for (struct lp_proc *start = p; p;) {
+		if (!p->exited && p->map.nr_missing) {
+			lp_proc_fill(p, s->fill_chunk);
+			if (s->fill_chunk < s->cfg->fill_chunk_max)
+				s->fill_chunk *= 2;
+			s->fill_cursor = p->next;
+			break;
+		}
+		p = p->next ? p->next : s->procs;
+		if (p == start)
+			break;
+	}
+	if (lp_session_done(s) && !s->st.t_resident)
+		s->st.t_resident = lp_now();
+	return lp_session_has_work(s);
+}
+
+bool lp_session_done(const struct lp_session *s)
+{
+	if (!s->finished)
+		return false;
+	for (const struct lp_proc *p = s->procs; p; p = p->next)
+		if (!p->exited && p->map.nr_missing)
+			return false;
+	return true;
+}

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A restore session: one connection from `criu restore --lazy-pages`, the processes it
+ * hands over (each with its uffd and range map) and the page data they need.
+ *
+ * All of a session's state is touched only by the thread running its event loop.
+ */
+#ifndef LP_SESSION_H
+#define LP_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image.h"
+#include "mm.h"
+#include "pagemap.h"
+#include "pages.h"
+#include "pstree.h"
+#include "ranges.h"
+#include "stats.h"
+
+#define LP_RESTORE_FINISHED 0x52535446U /* "RSTF": criu restore is done */
+#define LP_SOCKET_NAME	    "lazy-pages.socket"
+
+struct lp_session;
+
+/* What an epoll event points at. */
+enum lp_ev_kind { LP_EV_LISTEN, LP_EV_CONN, LP_EV_UFFD };
+struct lp_ev {
+	enum lp_ev_kind kind;
+	void *obj;
+};
+
+struct lp_config {
+	uint64_t fill_chunk_min;   /* bytes; the fill chunk restarts here after a fault */
+	uint64_t fill_chunk_max;   /* bytes; it doubles up to here while no fault comes */
+	unsigned int fault_around; /* pages installed per fault, at most (>= 1) */
+};
+
+/* The image data of one dumped process, shared by it and everything it forks. */
+struct lp_pidimg {
+	uint32_t pid;
+	struct lp_mm mm;
+	struct lp_pagemap pm;
+	struct lp_pages pages;
+	struct lp_pidimg *next;
+};
+
+struct lp_proc {
+	struct lp_session *s;
+	struct lp_ev ev;
+	uint32_t pid; /* image pid; a forked child keeps its ancestor's */
+	int uffd;
+	bool exited;
+	struct lp_range_map map;
+	struct lp_pidimg *img;
+	uint64_t *retry; /* fault pages to serve again once pending events are read */
+	size_t nr_retry, cap_retry;
+	struct lp_proc *next;
+};
+
+struct lp_session {
+	const struct lp_config *cfg;
+	const struct lp_images *im;
+	const struct lp_pstree *pt;
+	int epfd;
+
+	/* restore socket and its message parser */
+	int conn;
+	struct lp_ev conn_ev;
+	uint8_t word[4];
+	size_t word_len;
+	int32_t cur_pid; /* pid waiting for its uffd */
+	size_t nr_msgs;	 /* task messages received (alive + zombie) */
+	bool finished;	 /* the finish word arrived */
+	bool *seen;	 /* per pstree entry: its message came */
+
+	struct lp_proc *procs;
+	struct lp_pidimg *imgs;
+	struct lp_proc *fill_cursor;
+	uint64_t fill_chunk;
+	size_t nr_live; /* procs not exited */
+	size_t nr_retry_procs;
+
+	struct lp_stats st;
+	int error; /* first fatal error, -errno */
+};
+
+int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const struct lp_images *im,
+		    const struct lp_pstree *pt, int epfd, int conn);
+void lp_session_fini(struct lp_session *s);
+
+/* Epoll callbacks. */
+void lp_session_conn_ready(struct lp_session *s, uint32_t events);
+void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events);
+
+/* One step of background work (a fill chunk, deferred retries). True if more is pending. */
+bool lp_session_work(struct lp_session *s);
+bool lp_session_has_work(const struct lp_session *s);
+/* Every page delivered (or its process gone) after the finish word. */
+bool lp_session_done(const struct lp_session *s);
+
+#endif

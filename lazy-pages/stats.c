@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/* Session counters: the summary line set and the --stats-file JSON. */
+#define LOG_PREFIX "stats: "
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "pagemap.h"
+#include "stats.h"
+
+double lp_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double since(double t, double from)
+{
+	return t > 0 && from > 0 ? t - from : -1;
+}
+
+void lp_stats_print(const struct lp_stats *st, int level)
+{
+	uint64_t installed = st->pages_faulted + st->pages_filled;
+
+	log_printf(level, NULL, 0,
+		   "summary: %u process%s (%u zombie%s, %u forked, %u exited), %llu lazy pages "
+		   "(%.1f MiB), %llu more inherited by forks",
+		   st->procs, st->procs == 1 ? "" : "es", st->zombies, st->zombies == 1 ? "" : "s",
+		   st->forks, st->exited, (unsigned long long)st->lazy_pages,
+		   st->lazy_pages * (double)LP_PAGE_SIZE / (1 << 20),
+		   (unsigned long long)st->fork_pages);
+	log_printf(level, NULL, 0,
+		   "summary: %llu faulted, %llu filled in the background, %llu zero-filled, "
+		   "%llu EEXIST, %llu dropped (munmap/madvise), %llu left by exited processes",
+		   (unsigned long long)st->pages_faulted, (unsigned long long)st->pages_filled,
+		   (unsigned long long)st->pages_zero, (unsigned long long)st->eexist,
+		   (unsigned long long)st->pages_dropped, (unsigned long long)st->pages_orphaned);
+	log_printf(level, NULL, 0,
+		   "summary: %llu pages (%.1f MiB) installed, %llu fault messages; events: %llu "
+		   "fork, %llu remap, %llu remove, %llu unmap",
+		   (unsigned long long)installed, st->bytes / (double)(1 << 20),
+		   (unsigned long long)st->faults, (unsigned long long)st->ev_fork,
+		   (unsigned long long)st->ev_remap, (unsigned long long)st->ev_remove,
+		   (unsigned long long)st->ev_unmap);
+	if (st->t_resident > 0)
+		log_printf(level, NULL, 0,
+			   "summary: fully resident %.3f s after restore finished, %.3f s after "
+			   "the first uffd arrived",
+			   since(st->t_resident, st->t_finished),
+			   since(st->t_resident, st->t_first_uffd));
+}
+
+int lp_stats_write_json(const struct lp_stats *st, const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f) {
+		int e = -errno;
+
+		pr_perror("cannot write stats to %s", path);
+		return e;
+	}
+	fprintf(f,
+		"{\n  \"processes\": %u,\n  \"zombies\": %u,\n  \"forks\": %u,\n  \"exited\": %u,\n"
+		"  \"lazy_pages\": %llu,\n  \"fork_pages\": %llu,\n  \"pages_faulted\": %llu,\n  \"pages_filled\": %llu,\n"
+		"  \"pages_zero\": %llu,\n  \"pages_dropped\": %llu,\n  \"pages_orphaned\": %llu,\n"
+		"  \"eexist\": %llu,\n  \"bytes\": %llu,\n  \"fault_messages\": %llu,\n"
+		"  \"events\": {\"fork\": %llu, \"remap\": %llu, \"remove\": %llu, \"unmap\": %llu},\n"
+		"  \"seconds_to_resident_after_finish\": %.6f,\n"
+		"  \"seconds_to_resident_after_first_uffd\": %.6f,\n"
+		"  \"seconds_total\": %.6f\n}\n",
+		st->procs, st->zombies, st->forks, st->exited, (unsigned long long)st->lazy_pages,
+		(unsigned long long)st->fork_pages, (unsigned long long)st->pages_faulted,
+		(unsigned long long)st->pages_filled, (unsigned long long)st->pages_zero,
+		(unsigned long long)st->pages_dropped, (unsigned long long)st->pages_orphaned,
+		(unsigned long long)st->eexist, (unsigned long long)st->bytes,
+		(unsigned long long)st->faults, (unsigned long long)st->ev_fork,
+		(unsigned long long)st->ev_remap, (unsigned long long)st->ev_remove,
+		(unsigned long long)st->ev_unmap, since(st->t_resident, st->t_finished),
+		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start));
+	if (fclose(f)) {
+		int e = -errno;
+
+		pr_perror("cannot write stats to %s", path);
+		return e;
+	}
+	return 0;
+}
