@@ -36,6 +36,7 @@ struct daemon_opts {
 	bool page_server;
 	const char *address;
 	int port;
+	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
 	struct lp_config cfg;
 };
 
@@ -48,6 +49,8 @@ struct lp_daemon {
 	struct lp_ev listen_ev;
 	struct lp_session sess;
 	bool have_session;
+	struct lp_ev remote_ev;
+	bool remote_out;
 };
 
 static void daemon_usage(FILE *f)
@@ -153,6 +156,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	o->cfg.fill_chunk_min = 64 << 10;
 	o->cfg.fill_chunk_max = 4 << 20;
 	o->cfg.fault_around = 1;
+	o->ps_hdr_size = 24;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "D:W:do:v::h", opts, &idx)) != -1) {
 		switch (c) {
@@ -308,6 +312,95 @@ static void signal_ready(struct lp_daemon *d)
 	d->o.status_fd = -1;
 }
 
+#if __has_include("remote.h")
+#include "proc.h"
+#include "remote.h"
+
+/* Connect to the page server when restore connects (the source may start late). */
+static int remote_open(struct lp_daemon *d)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct lp_remote_opts ro = { 0 };
+	int ret;
+
+	if (!d->o.page_server)
+		return 0;
+	ro.address = d->o.address;
+	ro.port = d->o.port;
+	ro.hdr_size = d->o.ps_hdr_size;
+	ret = lp_remote_open(&d->sess.remote, &ro, lp_proc_remote_done);
+	if (ret) {
+		pr_err("cannot reach the page server at %s:%d: %s", d->o.address, d->o.port,
+		       strerror(-ret));
+		return ret;
+	}
+	d->remote_ev.kind = LP_EV_REMOTE;
+	d->remote_ev.obj = d;
+	ev.data.ptr = &d->remote_ev;
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, lp_remote_fd(d->sess.remote), &ev))
+		return -errno;
+	return 0;
+}
+
+static int remote_ready(struct lp_daemon *d, uint32_t events)
+{
+	int ret = lp_remote_ready(d->sess.remote, events);
+
+	if (ret)
+		pr_err("page server %s:%d: %s", d->o.address, d->o.port, strerror(-ret));
+	return ret;
+}
+
+/* Ask for EPOLLOUT only while requests wait to be sent. */
+static void remote_update(struct lp_daemon *d)
+{
+	bool w;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &d->remote_ev };
+
+	if (!d->sess.remote)
+		return;
+	w = lp_remote_want_write(d->sess.remote);
+	if (w == d->remote_out)
+		return;
+	d->remote_out = w;
+	if (w)
+		ev.events |= EPOLLOUT;
+	epoll_ctl(d->epfd, EPOLL_CTL_MOD, lp_remote_fd(d->sess.remote), &ev);
+}
+
+static int remote_close(struct lp_daemon *d)
+{
+	int ret = 0;
+
+	if (d->sess.remote) {
+		ret = lp_remote_close(d->sess.remote);
+		d->sess.remote = NULL;
+	}
+	return ret;
+}
+#else
+static int remote_open(struct lp_daemon *d)
+{
+	(void)d;
+	return 0;
+}
+static int remote_ready(struct lp_daemon *d, uint32_t events)
+{
+	(void)d;
+	(void)events;
+	return -ENOSYS;
+}
+static void remote_update(struct lp_daemon *d)
+{
+	(void)d;
+}
+static int remote_close(struct lp_daemon *d)
+{
+	(void)d;
+	return 0;
+}
+#endif
+
 static int accept_restore(struct lp_daemon *d)
 {
 	int conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -330,8 +423,9 @@ static int accept_restore(struct lp_daemon *d)
 	}
 	d->have_session = true;
 	pr_info("restore connected");
-	return 0;
+	return remote_open(d);
 }
+
 
 static int serve(struct lp_daemon *d)
 {
@@ -364,6 +458,11 @@ static int serve(struct lp_daemon *d)
 			case LP_EV_UFFD:
 				lp_proc_uffd_ready(ev->obj, evs[i].events);
 				break;
+			case LP_EV_REMOTE:
+				ret = remote_ready(d, evs[i].events);
+				if (ret)
+					return ret;
+				break;
 			}
 			if (d->have_session && s->error)
 				return s->error;
@@ -372,6 +471,7 @@ static int serve(struct lp_daemon *d)
 			continue;
 		if (lp_session_has_work(s))
 			lp_session_work(s);
+		remote_update(d);
 		if (s->error)
 			return s->error;
 		if (lp_session_done(s)) {
@@ -389,10 +489,15 @@ int cmd_daemon(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &d.o))
 		return 2;
+#if !__has_include("remote.h")
 	if (d.o.page_server) {
-		pr_err("--page-server: the remote page source is not available in this build "
-		       "yet; serve from local images (drop --page-server)");
+		pr_err("--page-server: this build has no page-server client");
 		return 1;
+	}
+#endif
+	if (d.o.page_server && (!d.o.address || d.o.port <= 0)) {
+		pr_err("--page-server needs --address and --port");
+		return 2;
 	}
 	if (lp_images_open(&d.im, d.o.images_dir))
 		return 1;
@@ -433,6 +538,10 @@ int cmd_daemon(int argc, char **argv)
 
 	ret = serve(&d);
 	if (d.have_session) {
+		int r2 = remote_close(&d);
+
+		if (!ret)
+			ret = r2 > 0 ? 0 : r2;
 		lp_stats_print(&d.sess.st, LOG_MSG);
 		if (d.o.stats_file)
 			lp_stats_write_json(&d.sess.st, d.o.stats_file);

@@ -15,6 +15,11 @@
 
 #include "log.h"
 #include "proc.h"
+#if __has_include("remote.h")
+#include "remote.h"
+#else /* TEMP until remote.c lands */
+static inline int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t img, uint64_t nr, void *c, bool u) { (void)r; (void)pid; (void)img; (void)nr; (void)c; (void)u; return -ENOSYS; }
+#endif
 #include "uffd-abi.h"
 #include "uffd.h"
 
@@ -54,7 +59,7 @@ int lp_pidimg_get(struct lp_session *s, uint32_t pid, struct lp_pidimg **out)
 	ret = lp_mm_load(s->im, pid, &img->mm);
 	if (!ret)
 		ret = lp_pagemap_load(s->im, pid, &img->pm);
-	if (!ret)
+	if (!ret && !s->remote)
 		ret = lp_pages_open(s->im, img->pm.pages_id, img->pm.present_bytes, &img->pages);
 	if (ret) {
 		lp_pidimg_free(img);
@@ -79,7 +84,7 @@ static int build_map(struct lp_proc *p)
 
 		if (!(e->flags & PE_LAZY))
 			continue;
-		if (!(e->flags & PE_PRESENT)) {
+		if (!(e->flags & PE_PRESENT) && !p->s->remote) {
 			pr_err("%s/%s: lazy pages at %#llx (%llu pages) are not in the images: they "
 			       "were dumped with --lazy-pages and must come from the source's page "
 			       "server (use --page-server --address A --port P)",
@@ -104,8 +109,11 @@ static int build_map(struct lp_proc *p)
 					  lp_vma_kind(vma));
 				continue;
 			}
-			data = lp_pages_ptr(&img->pages, e->pages_off + (a - e->vaddr), b - a);
-			if (!data) {
+			/* Remote mode: everything lazy comes from the page server. */
+			data = p->s->remote ? NULL :
+					      lp_pages_ptr(&img->pages, e->pages_off + (a - e->vaddr),
+							   b - a);
+			if (!data && !p->s->remote) {
 				proc_err(p, "%s: no data for [%#llx, %#llx)", img->pages.name,
 					 (unsigned long long)a, (unsigned long long)b);
 				return -EINVAL;
@@ -230,6 +238,146 @@ static void defer_fault(struct lp_proc *p, uint64_t page)
 	p->retry[p->nr_retry++] = page;
 }
 
+/* ---- remote pages ------------------------------------------------------------------ */
+
+static bool img_in_flight(const struct lp_proc *p, uint64_t img)
+{
+	for (const struct lp_req *r = p->reqs; r; r = r->next)
+		if (img >= r->img && img < r->img + r->nr * PG)
+			return true;
+	return false;
+}
+
+static int remote_request(struct lp_proc *p, uint64_t img, uint64_t nr, bool bg, uint64_t fault)
+{
+	struct lp_req *r = calloc(1, sizeof(*r));
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	r->p = p;
+	r->img = img;
+	r->nr = nr;
+	r->bg = bg;
+	r->fault = fault;
+	ret = lp_remote_request(p->s->remote, p->pid, img, nr, r, !bg);
+	if (ret) {
+		free(r);
+		return ret;
+	}
+	r->next = p->reqs;
+	p->reqs = r;
+	if (bg)
+		p->bg_busy = true;
+	return 0;
+}
+
+static void unlink_req(struct lp_proc *p, struct lp_req *r)
+{
+	for (struct lp_req **pp = &p->reqs; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	}
+	if (r->bg)
+		p->bg_busy = false;
+}
+
+/*
+ * Install pages that arrived for image range [img, img + nr pages) wherever they now
+ * live at run time (mremap may have moved them), skipping pages no longer missing.
+ * Returns 0, -EAGAIN (pages left missing: mm changing) or a fatal/ESRCH error.
+ */
+static int install_remote(struct lp_proc *p, uint64_t img, uint64_t nr, const uint8_t *data,
+			  bool bg, uint64_t *installed)
+{
+	struct lp_session *s = p->s;
+	uint64_t iend = img + nr * PG;
+	int ret = 0;
+
+	*installed = 0;
+	for (size_t k = 0; k < p->map.nr && !ret;) {
+		struct lp_seg *seg = &p->map.seg[k];
+		uint64_t sa = seg->img, se = seg->img + (seg->end - seg->start);
+		uint64_t a = sa > img ? sa : img, b = se < iend ? se : iend, at;
+		struct lp_uffd_res res;
+		size_t nr_before = p->map.nr;
+
+		if (a >= b) {
+			k++;
+			continue;
+		}
+		at = seg->start + (a - sa);
+		while (at < seg->start + (b - sa)) {
+			uint64_t run = rm_run(seg, at, (seg->start + (b - sa) - at) / PG);
+
+			if (!run) {
+				at += PG;
+				continue;
+			}
+			ret = lp_uffd_fill(p->uffd, at, data + (seg->img + (at - seg->start) - img),
+					   run * PG, &res);
+			*installed += res.copied / PG;
+			s->st.bytes += res.copied;
+			s->st.eexist += res.eexist;
+			if (bg)
+				s->st.pages_filled += res.copied / PG;
+			else
+				s->st.pages_faulted += res.copied / PG;
+			rm_done(&p->map, k, at, res.copied / PG + res.eexist);
+			if (ret || p->map.nr != nr_before)
+				break; /* the segment may be gone: look it up again */
+			at += run * PG;
+		}
+		if (ret == -ENOENT) /* unmapped meanwhile: an event is on its way */
+			ret = 0;
+		if (p->map.nr == nr_before)
+			k++;
+		else
+			k = 0; /* segments moved: restart; done pages are skipped */
+	}
+	return ret;
+}
+
+void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr,
+			 const void *data, int err)
+{
+	struct lp_req *r = cookie;
+	struct lp_proc *p = r->p;
+	uint64_t installed = 0, want = r->img, fault = r->fault;
+	bool bg = r->bg;
+	int ret;
+
+	(void)pid;
+	unlink_req(p, r);
+	free(r);
+	if (err || p->exited)
+		return;
+	if (img != want || !nr) {
+		proc_err(p, "page server answered %llu pages at %#llx to a request for %#llx",
+			 (unsigned long long)nr, (unsigned long long)img,
+			 (unsigned long long)want);
+		p->s->error = p->s->error ?: -EPROTO;
+		return;
+	}
+	ret = install_remote(p, img, nr, data, bg, &installed);
+	switch (ret) {
+	case 0:
+		break;
+	case -EAGAIN:
+		/* Pages stay missing; a fault's page is asked for again after the events. */
+		if (!bg)
+			defer_fault(p, fault | 1);
+		break;
+	case -ESRCH:
+		proc_exit(p);
+		break;
+	default:
+		proc_fatal(p, ret, img, "installing pages from the page server");
+	}
+}
+
 /* ---- faults ------------------------------------------------------------------------- */
 
 static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
@@ -241,6 +389,19 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 	const char *what;
 	int ret;
 
+	if (idx >= 0 && rm_missing(&p->map.seg[idx], page) && !p->map.seg[idx].data) {
+		const struct lp_seg *seg = &p->map.seg[idx];
+		uint64_t img = seg->img + (page - seg->start);
+
+		s->fill_chunk = s->cfg->fill_chunk_min;
+		if (img_in_flight(p, img))
+			return; /* asked for already: its arrival wakes this fault */
+		ret = remote_request(p, img, rm_run(seg, page, s->cfg->fault_around), false,
+				     page);
+		if (ret)
+			proc_fatal(p, ret, page, "asking the page server for a fault");
+		return;
+	}
 	if (idx >= 0 && rm_missing(&p->map.seg[idx], page)) {
 		const struct lp_seg *seg = &p->map.seg[idx];
 		uint64_t n = rm_run(seg, page, s->cfg->fault_around);
@@ -441,6 +602,14 @@ uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
 	if (p->exited || !rm_first_run(&p->map, max / PG ? max / PG : 1, &idx, &addr, &nr))
 		return 0;
 	seg = &p->map.seg[idx];
+	if (!seg->data) {
+		if (p->bg_busy)
+			return 0;
+		ret = remote_request(p, seg->img + (addr - seg->start), nr, true, 0);
+		if (ret)
+			proc_fatal(p, ret, addr, "asking the page server for background pages");
+		return 0;
+	}
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, &res);
 	rm_done(&p->map, idx, addr, res.copied / PG + res.eexist);
 	s->st.pages_filled += res.copied / PG;

@@ -18,6 +18,10 @@ uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max);
 /* Serve faults deferred by an EAGAIN copy. */
 void lp_proc_retry(struct lp_proc *p);
 
+/* lp_remote completion callback: COOKIE is the struct lp_req of the request. */
+void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr, const void *data,
+			 int err);
+
 #define lp_proc_pending(p) ((p)->map.nr_missing)
 
 #endif

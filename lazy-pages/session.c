@@ -301,7 +301,7 @@ bool lp_session_has_work(const struct lp_session *s)
 	if (!s->finished)
 		return false;
 	for (const struct lp_proc *p = s->procs; p; p = p->next)
-		if (!p->exited && p->map.nr_missing)
+		if (!p->exited && p->map.nr_missing && !p->bg_busy)
 			return true;
 	return false;
 }
@@ -319,7 +319,7 @@ bool lp_session_work(struct lp_session *s)
 	/* One chunk for one process, round robin in arrival order. */
 	p = s->fill_cursor ? s->fill_cursor : s->procs;
 	for (struct lp_proc *start = p; p;) {
-		if (!p->exited && p->map.nr_missing) {
+		if (!p->exited && p->map.nr_missing && !p->bg_busy) {
 			lp_proc_fill(p, s->fill_chunk);
 			if (s->fill_chunk < s->cfg->fill_chunk_max)
 				s->fill_chunk *= 2;
@@ -340,7 +340,7 @@ bool lp_session_done(const struct lp_session *s)
 	if (!s->finished)
 		return false;
 	for (const struct lp_proc *p = s->procs; p; p = p->next)
-		if (!p->exited && p->map.nr_missing)
+		if (!p->exited && (p->map.nr_missing || p->reqs))
 			return false;
 	return true;
 }

@@ -25,7 +25,7 @@
 struct lp_session;
 
 /* What an epoll event points at. */
-enum lp_ev_kind { LP_EV_LISTEN, LP_EV_CONN, LP_EV_UFFD };
+enum lp_ev_kind { LP_EV_LISTEN, LP_EV_CONN, LP_EV_UFFD, LP_EV_REMOTE };
 struct lp_ev {
 	enum lp_ev_kind kind;
 	void *obj;
@@ -46,6 +46,16 @@ struct lp_pidimg {
 	struct lp_pidimg *next;
 };
 
+/* A page-server request in flight (remote page source). */
+struct lp_req {
+	struct lp_proc *p;
+	uint64_t img; /* image address asked for */
+	uint64_t nr; /* pages asked for */
+	bool bg; /* background fill (else a fault) */
+	uint64_t fault; /* run-time page that faulted (fault requests) */
+	struct lp_req *next; /* in the process's list of requests in flight */
+};
+
 struct lp_proc {
 	struct lp_session *s;
 	struct lp_ev ev;
@@ -56,6 +66,8 @@ struct lp_proc {
 	struct lp_pidimg *img;
 	uint64_t *retry; /* fault pages to serve again once pending events are read */
 	size_t nr_retry, cap_retry;
+	struct lp_req *reqs; /* remote requests in flight */
+	bool bg_busy; /* one background request at a time */
 	struct lp_proc *next;
 };
 
@@ -81,6 +93,8 @@ struct lp_session {
 	uint64_t fill_chunk;
 	size_t nr_live; /* procs not exited */
 	size_t nr_retry_procs;
+
+	struct lp_remote *remote; /* page server, or NULL: pages come from the images */
 
 	struct lp_stats st;
 	int error; /* first fatal error, -errno */
