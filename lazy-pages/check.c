@@ -38,12 +38,23 @@
 /* ------------------------------------------------------------------ names */
 
 static const char *const feature_names[64] = {
-	[0] = "PAGEFAULT_FLAG_WP",   [1] = "EVENT_FORK",	  [2] = "EVENT_REMAP",
-	[3] = "EVENT_REMOVE",	     [4] = "MISSING_HUGETLBFS",	  [5] = "MISSING_SHMEM",
-	[6] = "EVENT_UNMAP",	     [7] = "SIGBUS",		  [8] = "THREAD_ID",
-	[9] = "MINOR_HUGETLBFS",     [10] = "MINOR_SHMEM",	  [11] = "EXACT_ADDRESS",
-	[12] = "WP_HUGETLBFS_SHMEM", [13] = "WP_UNPOPULATED",	  [14] = "POISON",
-	[15] = "WP_ASYNC",	     [16] = "MOVE",
+	[0] = "PAGEFAULT_FLAG_WP",
+	[1] = "EVENT_FORK",
+	[2] = "EVENT_REMAP",
+	[3] = "EVENT_REMOVE",
+	[4] = "MISSING_HUGETLBFS",
+	[5] = "MISSING_SHMEM",
+	[6] = "EVENT_UNMAP",
+	[7] = "SIGBUS",
+	[8] = "THREAD_ID",
+	[9] = "MINOR_HUGETLBFS",
+	[10] = "MINOR_SHMEM",
+	[11] = "EXACT_ADDRESS",
+	[12] = "WP_HUGETLBFS_SHMEM",
+	[13] = "WP_UNPOPULATED",
+	[14] = "POISON",
+	[15] = "WP_ASYNC",
+	[16] = "MOVE",
 };
 
 /* The bit of each ioctl in uffdio_api.ioctls / uffdio_register.ioctls is its _IOC_NR. */
@@ -100,7 +111,7 @@ enum need {
 
 enum status { ST_OK, ST_FAIL, ST_SKIP, ST_INFO };
 
-static const char *const status_word[] = { "ok", "FAIL", "skip", "info" };
+static const char *const status_word[] = {"ok", "FAIL", "skip", "info"};
 
 struct check {
 	const char *name;  /* machine name */
@@ -137,6 +148,7 @@ struct report {
 	struct utsname uts;
 	int sysctl;  /* vm.unprivileged_userfaultfd, -1 if absent */
 	int seccomp; /* /proc/self/status Seccomp:, -1 unknown */
+	bool userns; /* not in the initial user namespace: our capabilities do not count */
 	bool have_api;
 	uint64_t api, features, api_ioctls;
 	bool have_range;
@@ -246,6 +258,21 @@ static int seccomp_mode(void)
 	return mode;
 }
 
+/* The initial user namespace maps all 2^32 uids onto themselves. */
+static bool in_user_namespace(void)
+{
+	FILE *f = fopen("/proc/self/uid_map", "re");
+	unsigned long inner, outer, count;
+	bool init_ns = false;
+
+	if (!f)
+		return false;
+	if (fscanf(f, "%lu %lu %lu", &inner, &outer, &count) == 3)
+		init_ns = inner == 0 && outer == 0 && count == 4294967295UL;
+	fclose(f);
+	return !init_ns;
+}
+
 static void probe_caps(struct report *r)
 {
 	static const struct {
@@ -253,17 +280,17 @@ static void probe_caps(struct report *r)
 		int value;
 		const char *why;
 	} want[] = {
-		{ "CAP_SYS_PTRACE", CAP_SYS_PTRACE,
-		  "userfaultfd(2) that handles kernel-mode faults while vm.unprivileged_userfaultfd=0 "
-		  "(Linux >= 5.11), and UFFD_FEATURE_EVENT_FORK (Linux >= 5.4)" },
-		{ "CAP_SYS_ADMIN", CAP_SYS_ADMIN,
-		  "criu restore itself: namespaces, mounts, PR_SET_MM_MAP, restoring pids" },
-		{ "CAP_SYS_RESOURCE", CAP_SYS_RESOURCE,
-		  "criu restore of rlimits above the hard limit and prctl(PR_SET_MM) without "
-		  "PR_SET_MM_MAP" },
+		{"CAP_SYS_PTRACE", CAP_SYS_PTRACE,
+		 "userfaultfd(2) that handles kernel-mode faults while vm.unprivileged_userfaultfd=0 "
+		 "(Linux >= 5.11), and UFFD_FEATURE_EVENT_FORK (Linux >= 5.4)"},
+		{"CAP_SYS_ADMIN", CAP_SYS_ADMIN,
+		 "criu restore itself: namespaces, mounts, PR_SET_MM_MAP, restoring pids"},
+		{"CAP_SYS_RESOURCE", CAP_SYS_RESOURCE,
+		 "criu restore of rlimits above the hard limit and prctl(PR_SET_MM) without "
+		 "PR_SET_MM_MAP"},
 #ifdef CAP_CHECKPOINT_RESTORE
-		{ "CAP_CHECKPOINT_RESTORE", CAP_CHECKPOINT_RESTORE,
-		  "criu --unprivileged (Linux >= 5.9): choosing pids, map_files, the exe link" },
+		{"CAP_CHECKPOINT_RESTORE", CAP_CHECKPOINT_RESTORE,
+		 "criu --unprivileged (Linux >= 5.9): choosing pids, map_files, the exe link"},
 #endif
 	};
 	cap_t caps = cap_get_proc();
@@ -297,34 +324,45 @@ static void probe_caps(struct report *r)
 /* Why userfaultfd(2) without UFFD_USER_MODE_ONLY failed, and what to do about it. */
 static void explain_syscall_error(const struct report *r, int err, char *fix, size_t len)
 {
-	bool ptrace = cap_effective(r, CAP_SYS_PTRACE);
-	const char *sc = r->seccomp == 2 ?
-				 " A seccomp filter is active (Seccomp: 2): a container runtime may "
-				 "block userfaultfd; allow it in the profile (docker/podman: "
-				 "--security-opt seccomp=<profile allowing userfaultfd>)." :
-				 "";
+	/* userfaultfd checks CAP_SYS_PTRACE in the initial user namespace. */
+	bool ptrace = cap_effective(r, CAP_SYS_PTRACE) && !r->userns;
+	const char *sc =
+		r->seccomp == 2
+			? " A seccomp filter is active (Seccomp: 2): a container runtime may "
+			  "block userfaultfd; allow it in the profile (docker/podman: "
+			  "--security-opt seccomp=<profile allowing userfaultfd>)."
+			: "";
 
 	switch (err) {
 	case EPERM:
-		if (r->sysctl == 0 && !ptrace)
+		if (r->sysctl == 0 && r->userns)
 			snprintf(fix, len,
-				 "sysctl -w vm.unprivileged_userfaultfd=1, or run criu restore as root "
-				 "/ grant CAP_SYS_PTRACE (e.g. setcap cap_sys_ptrace+ep, or "
-				 "--cap-add SYS_PTRACE in a container).%s",
+				 "this process runs in a user namespace, where capabilities do not "
+				 "count for userfaultfd: run criu restore in the initial user "
+				 "namespace as root, or set vm.unprivileged_userfaultfd=1 on the "
+				 "host.%s",
 				 sc);
+		else if (r->sysctl == 0 && !ptrace)
+			snprintf(
+				fix, len,
+				"sysctl -w vm.unprivileged_userfaultfd=1, or run criu restore as root "
+				"/ grant CAP_SYS_PTRACE (e.g. setcap cap_sys_ptrace+ep, or "
+				"--cap-add SYS_PTRACE in a container).%s",
+				sc);
 		else
 			snprintf(fix, len,
 				 "permission is denied although %s; a seccomp filter or LSM policy "
 				 "(SELinux/AppArmor) denies userfaultfd: allow it for criu.%s",
-				 ptrace ? "CAP_SYS_PTRACE is effective" :
-					  "vm.unprivileged_userfaultfd allows it",
+				 ptrace ? "CAP_SYS_PTRACE is effective"
+					: "vm.unprivileged_userfaultfd allows it",
 				 sc);
 		break;
 	case ENOSYS:
-		snprintf(fix, len,
-			 "the kernel has no userfaultfd: lazy restore needs Linux >= 4.11 built with "
-			 "CONFIG_USERFAULTFD=y.%s",
-			 sc);
+		snprintf(
+			fix, len,
+			"the kernel has no userfaultfd: lazy restore needs Linux >= 4.11 built with "
+			"CONFIG_USERFAULTFD=y.%s",
+			sc);
 		break;
 	case EMFILE:
 	case ENFILE:
@@ -351,7 +389,8 @@ static void check_open(struct report *r, enum uffd_kind kind, int *fd_out)
 	if (fd >= 0) {
 		switch (kind) {
 		case UFFD_SYSCALL:
-			set(c, ST_OK, NULL, "works; handles faults in user code and inside syscalls");
+			set(c, ST_OK, NULL,
+			    "works; handles faults in user code and inside syscalls");
 			break;
 		case UFFD_SYSCALL_UMO:
 			set(c, ST_OK, NULL,
@@ -440,11 +479,15 @@ static void check_criu_features(struct report *r, enum uffd_kind kind)
 		ret = fd < 0 ? fd : uffd_api(fd, want & ~UFFD_FEATURE_EVENT_FORK, &api);
 		if (fd >= 0)
 			close(fd);
-		snprintf(fix, sizeof(fix),
-			 "UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE (Linux >= 5.4) and criu restore "
-			 "asks for it whenever the kernel offers it: run criu restore as root or grant "
-			 "CAP_SYS_PTRACE%s",
-			 ret ? "" : " (the other three events work)");
+		snprintf(
+			fix, sizeof(fix),
+			"UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE (Linux >= 5.4) and criu restore "
+			"asks for it whenever the kernel offers it: run criu restore as root or grant "
+			"CAP_SYS_PTRACE%s%s",
+			r->userns ? " in the initial user namespace (criu issues this ioctl "
+				    "through its usernsd helper)"
+				  : "",
+			ret ? "" : " (the other three events work)");
 		set(c, ST_FAIL, fix, "UFFDIO_API(features=0x%" PRIx64 "): %s", want,
 		    strerror(EPERM));
 		return;
@@ -464,7 +507,7 @@ static void check_criu_features(struct report *r, enum uffd_kind kind)
 		    bit_names(missing, feature_names, names, sizeof(names)));
 		return;
 	}
-	set(c, ST_OK, NULL, "0x%x (%s) accepted", (unsigned)LP_UFFD_CRIU_FEATURES,
+	set(c, ST_OK, NULL, "%s accepted",
 	    bit_names(LP_UFFD_CRIU_FEATURES, feature_names, names, sizeof(names)));
 }
 
@@ -473,7 +516,7 @@ static void check_register(struct report *r, int fd)
 {
 	struct check *c = &r->c[C_REGISTER];
 	long page = sysconf(_SC_PAGESIZE);
-	struct uffdio_register reg = { 0 };
+	struct uffdio_register reg = {0};
 	char names[160];
 	void *area;
 
@@ -481,8 +524,7 @@ static void check_register(struct report *r, int fd)
 		set(c, ST_SKIP, NULL, "no UFFDIO_API");
 		return;
 	}
-	area = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		    0);
+	area = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED) {
 		pr_perror("mmap");
 		set(c, ST_FAIL, "out of memory?", "mmap: %s", strerror(errno));
@@ -548,7 +590,7 @@ static int serve_faults(int fd, struct fault_probe *fp, const char *src, int *ee
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (!atomic_load(&fp->done)) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		struct uffd_msg msg[4];
 		ssize_t n;
 
@@ -564,11 +606,12 @@ static int serve_faults(int fd, struct fault_probe *fp, const char *src, int *ee
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
 			uint64_t addr = msg[i].arg.pagefault.address & ~(uint64_t)(fp->page - 1);
-			struct uffdio_copy cp = { 0 };
+			struct uffdio_copy cp = {0};
 
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			if (addr < (uintptr_t)fp->area || addr >= (uintptr_t)fp->area + 2 * fp->page)
+			if (addr < (uintptr_t)fp->area ||
+			    addr >= (uintptr_t)fp->area + 2 * fp->page)
 				return -EFAULT;
 			cp.dst = addr;
 			cp.src = (uintptr_t)(src + (addr - (uintptr_t)fp->area));
@@ -577,7 +620,7 @@ static int serve_faults(int fd, struct fault_probe *fp, const char *src, int *ee
 				if (errno != EEXIST)
 					return -errno;
 				(*eexist)++;
-				struct uffdio_range wr = { .start = addr, .len = fp->page };
+				struct uffdio_range wr = {.start = addr, .len = fp->page};
 				ioctl(fd, UFFDIO_WAKE, &wr);
 			}
 			served++;
@@ -589,10 +632,10 @@ static int serve_faults(int fd, struct fault_probe *fp, const char *src, int *ee
 static void check_fault(struct report *r, int fd, enum uffd_kind kind)
 {
 	struct check *c = &r->c[C_FAULT];
-	struct fault_probe fp = { .page = (size_t)sysconf(_SC_PAGESIZE) };
-	struct uffdio_register reg = { 0 };
+	struct fault_probe fp = {.page = (size_t)sysconf(_SC_PAGESIZE)};
+	struct uffdio_register reg = {0};
 	char *src = NULL, got[64];
-	int pipefd[2] = { -1, -1 }, served, eexist = 0, ret;
+	int pipefd[2] = {-1, -1}, served, eexist = 0, ret;
 	pthread_t th;
 	bool user_ok, kernel_ok;
 
@@ -603,8 +646,8 @@ static void check_fault(struct report *r, int fd, enum uffd_kind kind)
 	if (kind != UFFD_SYSCALL)
 		c->need = NEED_INFO; /* criu restore would not get this far */
 
-	fp.area = mmap(NULL, 2 * fp.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
+	fp.area =
+		mmap(NULL, 2 * fp.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	src = mmap(NULL, 2 * fp.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fp.area == MAP_FAILED || src == MAP_FAILED) {
 		pr_perror("mmap");
@@ -643,8 +686,8 @@ static void check_fault(struct report *r, int fd, enum uffd_kind kind)
 	if (served < 0) {
 		set(c, ST_FAIL,
 		    served == -ETIMEDOUT ? "faults are not delivered: check dmesg, seccomp and LSM "
-					   "policies for ioctl/read on the uffd" :
-					   "unexpected; see dmesg",
+					   "policies for ioctl/read on the uffd"
+					 : "unexpected; see dmesg",
 		    "%s", served == -ETIMEDOUT ? "no fault message within 2 s" : strerror(-served));
 		goto out;
 	}
@@ -664,9 +707,9 @@ static void check_fault(struct report *r, int fd, enum uffd_kind kind)
 		    fp.written < 0 ? strerror(fp.write_err) : "short write");
 	else
 		set(c, ST_FAIL, "unexpected; see dmesg",
-		    "user-code fault %s, fault inside write(2) %s%s%s", user_ok ? "ok" : "wrong data",
-		    kernel_ok ? "ok" : "failed", fp.written < 0 ? ": " : "",
-		    fp.written < 0 ? strerror(fp.write_err) : "");
+		    "user-code fault %s, fault inside write(2) %s%s%s",
+		    user_ok ? "ok" : "wrong data", kernel_ok ? "ok" : "failed",
+		    fp.written < 0 ? ": " : "", fp.written < 0 ? strerror(fp.write_err) : "");
 out:
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
@@ -681,7 +724,7 @@ out:
 static void check_sysctl(struct report *r)
 {
 	struct check *c = &r->c[C_SYSCTL];
-	bool ptrace = cap_effective(r, CAP_SYS_PTRACE);
+	bool ptrace = cap_effective(r, CAP_SYS_PTRACE) && !r->userns;
 
 	if (r->sysctl < 0) {
 		set(c, ST_INFO, NULL, "absent (before Linux 5.2 everybody may use userfaultfd)");
@@ -773,7 +816,8 @@ static void print_json(const struct report *r, const char *verdict)
 		fprintf(f, "null");
 	else
 		fprintf(f, "%d", r->sysctl);
-	fprintf(f, ",\n  \"seccomp\": %d,\n", r->seccomp);
+	fprintf(f, ",\n  \"seccomp\": %d,\n  \"user_namespace\": %s,\n", r->seccomp,
+		r->userns ? "true" : "false");
 	if (r->have_api) {
 		fprintf(f, "  \"api\": %" PRIu64 ",\n  \"probed_with\": ", r->api);
 		json_str(f, r->probe_fd);
@@ -810,7 +854,7 @@ static void print_json(const struct report *r, const char *verdict)
 	fprintf(f, "\n  },\n  \"checks\": [");
 	for (int i = 0; i < NR_CHECKS; i++) {
 		const struct check *c = &r->c[i];
-		static const char *const need[] = { "required", "wanted", "info" };
+		static const char *const need[] = {"required", "wanted", "info"};
 
 		fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
 		json_str(f, c->name);
@@ -835,12 +879,12 @@ static void print_text(const struct report *r, const char *verdict)
 	char names[512];
 
 	printf("lazypages check: can this machine serve a lazy (post-copy) restore?\n\n");
-	printf("kernel %s %s, euid %u, seccomp %s\n\n", r->uts.release, r->uts.machine,
-	       (unsigned)geteuid(),
-	       r->seccomp == 0 ? "off" :
-	       r->seccomp == 1 ? "strict" :
-	       r->seccomp == 2 ? "filter" :
-				 "unknown");
+	printf("kernel %s %s, euid %u%s, seccomp %s\n\n", r->uts.release, r->uts.machine,
+	       (unsigned)geteuid(), r->userns ? " (in a user namespace)" : "",
+	       r->seccomp == 0	 ? "off"
+	       : r->seccomp == 1 ? "strict"
+	       : r->seccomp == 2 ? "filter"
+				 : "unknown");
 	for (int i = 0; i < NR_CHECKS; i++) {
 		const struct check *c = &r->c[i];
 
@@ -859,20 +903,22 @@ static void print_text(const struct report *r, const char *verdict)
 	if (r->have_range)
 		printf("range ioctls (anonymous, MISSING) 0x%" PRIx64 ": %s\n", r->range_ioctls,
 		       bit_names(r->range_ioctls, ioctl_names, names, sizeof(names)));
-	printf("\ncapabilities (effective)%s:\n", r->cap_ok ? "" : " [libcap failed]");
+	printf("\ncapabilities (effective)%s%s:\n", r->cap_ok ? "" : " [libcap failed]",
+	       r->userns ? ", inside a user namespace: they do not count for userfaultfd" : "");
 	for (int i = 0; i < r->nr_caps; i++) {
 		const struct cap_info *ci = &r->caps[i];
 
 		printf("  %-22s %-4s %s\n", ci->name,
-		       !ci->known ? "n/a" :
-		       ci->effective ? "yes" :
-				       "no",
+		       !ci->known      ? "n/a"
+		       : ci->effective ? "yes"
+				       : "no",
 		       ci->why);
 	}
 	printf("\nverdict: %s - %s\n", verdict,
-	       !strcmp(verdict, "ok")	   ? "lazy restore can work on this machine" :
-	       !strcmp(verdict, "limited") ? "lazy restore works, but not for every process" :
-					     "lazy restore cannot work here; apply the fixes above");
+	       !strcmp(verdict, "ok") ? "lazy restore can work on this machine"
+	       : !strcmp(verdict, "limited")
+		       ? "lazy restore works, but not for every process"
+		       : "lazy restore cannot work here; apply the fixes above");
 }
 
 static void usage(FILE *f)
@@ -891,29 +937,27 @@ static void usage(FILE *f)
 int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	static const struct {
 		const char *name, *title;
 		enum need need;
 	} defs[NR_CHECKS] = {
-		[C_SYSCALL] = { "userfaultfd", "userfaultfd(2), as criu restore opens it",
-				NEED_REQUIRED },
-		[C_USER_MODE_ONLY] = { "userfaultfd_user_mode_only",
-				       "userfaultfd(2) with UFFD_USER_MODE_ONLY", NEED_INFO },
-		[C_DEVICE] = { "dev_userfaultfd", "/dev/userfaultfd (USERFAULTFD_IOC_NEW)",
-			       NEED_INFO },
-		[C_API] = { "uffdio_api", "UFFDIO_API handshake", NEED_REQUIRED },
-		[C_CRIU_FEATURES] = { "criu_features", "CRIU's events 0x4e (fork/remap/remove/unmap)",
-				      NEED_WANTED },
-		[C_REGISTER] = { "register_anon", "register anonymous memory, MISSING mode",
-				 NEED_REQUIRED },
-		[C_FAULT] = { "fault_round_trip", "serve faults (user code, inside a syscall)",
-			      NEED_REQUIRED },
-		[C_SYSCTL] = { "unprivileged_userfaultfd", "vm.unprivileged_userfaultfd",
-			       NEED_INFO },
+		[C_SYSCALL] = {"userfaultfd", "userfaultfd(2), as criu restore opens it",
+			       NEED_REQUIRED},
+		[C_USER_MODE_ONLY] = {"userfaultfd_user_mode_only",
+				      "userfaultfd(2) with UFFD_USER_MODE_ONLY", NEED_INFO},
+		[C_DEVICE] = {"dev_userfaultfd", "/dev/userfaultfd (USERFAULTFD_IOC_NEW)",
+			      NEED_INFO},
+		[C_API] = {"uffdio_api", "UFFDIO_API handshake", NEED_REQUIRED},
+		[C_CRIU_FEATURES] = {"criu_features", "CRIU's event set 0x4e", NEED_WANTED},
+		[C_REGISTER] = {"register_anon", "register anonymous memory, MISSING mode",
+				NEED_REQUIRED},
+		[C_FAULT] = {"fault_round_trip", "serve faults (user code, inside a syscall)",
+			     NEED_REQUIRED},
+		[C_SYSCTL] = {"unprivileged_userfaultfd", "vm.unprivileged_userfaultfd", NEED_INFO},
 	};
 	struct report *r;
 	int fds[3], probe = -1, opt, code;
@@ -956,6 +1000,7 @@ int cmd_check(int argc, char **argv)
 	if (read_int_file("/proc/sys/vm/unprivileged_userfaultfd", &r->sysctl))
 		r->sysctl = -1;
 	r->seccomp = seccomp_mode();
+	r->userns = in_user_namespace();
 	probe_caps(r);
 
 	check_open(r, UFFD_SYSCALL, &fds[UFFD_SYSCALL]);
@@ -964,8 +1009,7 @@ int cmd_check(int argc, char **argv)
 
 	/* Features and ioctls from the best uffd we could get: the one criu uses first. */
 	for (int k = UFFD_SYSCALL; k <= UFFD_DEVICE; k++) {
-		static const enum uffd_kind order[] = { UFFD_SYSCALL, UFFD_DEVICE,
-							UFFD_SYSCALL_UMO };
+		static const enum uffd_kind order[] = {UFFD_SYSCALL, UFFD_DEVICE, UFFD_SYSCALL_UMO};
 		if (fds[order[k]] >= 0) {
 			kind = order[k];
 			probe = fds[kind];
@@ -978,7 +1022,8 @@ int cmd_check(int argc, char **argv)
 		check_register(r, probe);
 		check_fault(r, probe, kind);
 	} else {
-		set(&r->c[C_API], ST_FAIL, "see the userfaultfd(2) line", "no uffd could be opened");
+		set(&r->c[C_API], ST_FAIL, "see the userfaultfd(2) line",
+		    "no uffd could be opened");
 	}
 	check_sysctl(r);
 
