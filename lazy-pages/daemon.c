@@ -24,6 +24,7 @@
 #include "log.h"
 #include "session.h"
 #include "uffd-abi.h"
+#include "uffd.h"
 
 struct daemon_opts {
 	const char *images_dir;
@@ -113,6 +114,7 @@ enum {
 	OPT_PORT,
 	OPT_FAULT_AROUND,
 	OPT_FILL_CHUNK,
+	OPT_INJECT_BUG,
 	OPT_IGNORED,
 	OPT_IGNORED_ARG,
 };
@@ -133,6 +135,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"port", required_argument, NULL, OPT_PORT},
 		{"fault-around", required_argument, NULL, OPT_FAULT_AROUND},
 		{"fill-chunk", required_argument, NULL, OPT_FILL_CHUNK},
+		{"inject-bug", required_argument, NULL, OPT_INJECT_BUG},
 		{"help", no_argument, NULL, 'h'},
 		/* CRIU options that mean nothing to the lazy-pages daemon */
 		{"no-default-config", no_argument, NULL, OPT_IGNORED},
@@ -208,6 +211,15 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			}
 			if (o->cfg.fill_chunk_min > o->cfg.fill_chunk_max)
 				o->cfg.fill_chunk_min = o->cfg.fill_chunk_max;
+			break;
+		case OPT_INJECT_BUG:
+			/* Test-only: break the wake protocol so the stress test must notice. */
+			if (!strcmp(optarg, "dontwake")) {
+				o->cfg.inject |= LP_FILL_BUG_DONTWAKE | LP_FILL_BUG_NO_EEXIST_WAKE;
+			} else {
+				fprintf(stderr, "lazypages: --inject-bug knows only 'dontwake'\n");
+				return -EINVAL;
+			}
 			break;
 		case OPT_IGNORED:
 		case OPT_IGNORED_ARG:

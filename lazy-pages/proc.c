@@ -317,7 +317,7 @@ static int install_remote(struct lp_proc *p, uint64_t img, uint64_t nr, const ui
 				continue;
 			}
 			ret = lp_uffd_fill(p->uffd, at, data + (seg->img + (at - seg->start) - img),
-					   run * PG, &res);
+					   run * PG, bg ? s->cfg->inject : 0, &res);
 			*installed += res.copied / PG;
 			s->st.bytes += res.copied;
 			s->st.eexist += res.eexist;
@@ -407,7 +407,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		uint64_t n = rm_run(seg, page, s->cfg->fault_around);
 
 		what = "copy for a fault";
-		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG, &res);
+		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG,
+				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);
 		rm_done(&p->map, idx, page, res.copied / PG + res.eexist);
 		s->st.pages_faulted += res.copied / PG;
 		s->st.bytes += res.copied;
@@ -418,7 +419,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		 * private zero page at once, sparing it a second (COW) fault.
 		 */
 		what = "zero page for a fault";
-		ret = lp_uffd_fill(p->uffd, page, write ? lp_zero_page : NULL, PG, &res);
+		ret = lp_uffd_fill(p->uffd, page, write ? lp_zero_page : NULL, PG,
+				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);
 		s->st.pages_zero += res.copied / PG;
 	}
 	s->st.eexist += res.eexist;
@@ -610,7 +612,8 @@ uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
 			proc_fatal(p, ret, addr, "asking the page server for background pages");
 		return 0;
 	}
-	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, &res);
+	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
+			   &res);
 	rm_done(&p->map, idx, addr, res.copied / PG + res.eexist);
 	s->st.pages_filled += res.copied / PG;
 	s->st.bytes += res.copied;
@@ -635,7 +638,8 @@ uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
 			struct lp_uffd_res r2;
 
 			seg = &p->map.seg[idx];
-			ret = lp_uffd_fill(p->uffd, at, seg->data + (at - seg->start), PG, &r2);
+			ret = lp_uffd_fill(p->uffd, at, seg->data + (at - seg->start), PG,
+					   s->cfg->inject, &r2);
 			if (ret == -ENOENT) {
 				proc_warn(p,
 					  "%#llx is in the images but not registered with "

@@ -35,6 +35,7 @@ struct lp_config {
 	uint64_t fill_chunk_min;   /* bytes; the fill chunk restarts here after a fault */
 	uint64_t fill_chunk_max;   /* bytes; it doubles up to here while no fault comes */
 	unsigned int fault_around; /* pages installed per fault, at most (>= 1) */
+	unsigned int inject; /* LP_FILL_BUG_*: a broken protocol for the stress self-test */
 };
 
 /* The image data of one dumped process, shared by it and everything it forks. */

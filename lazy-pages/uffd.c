@@ -30,11 +30,14 @@ int lp_uffd_unregister(int uffd, uint64_t start, uint64_t len)
 }
 
 /* One ioctl. Returns bytes done (>= 0) or -errno; *partial set when it stopped early. */
-static int64_t fill_once(int uffd, uint64_t dst, const void *src, uint64_t len)
+static int64_t fill_once(int uffd, uint64_t dst, const void *src, uint64_t len, unsigned int flags)
 {
 	if (src) {
 		struct uffdio_copy c = {
 			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len, .mode = 0};
+
+		if (flags & LP_FILL_BUG_DONTWAKE)
+			c.mode = UFFDIO_COPY_MODE_DONTWAKE;
 
 		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
 			return len;
@@ -52,14 +55,15 @@ static int64_t fill_once(int uffd, uint64_t dst, const void *src, uint64_t len)
 	}
 }
 
-int lp_uffd_fill(int uffd, uint64_t dst, const void *src, uint64_t len, struct lp_uffd_res *res)
+int lp_uffd_fill(int uffd, uint64_t dst, const void *src, uint64_t len, unsigned int flags,
+		 struct lp_uffd_res *res)
 {
 	uint64_t off = 0;
 
 	res->copied = res->eexist = 0;
 	while (off < len) {
 		int64_t n = fill_once(uffd, dst + off, src ? (const uint8_t *)src + off : NULL,
-				      len - off);
+				      len - off, flags);
 
 		if (n > 0) {
 			off += n;
@@ -73,7 +77,8 @@ int lp_uffd_fill(int uffd, uint64_t dst, const void *src, uint64_t len, struct l
 			 * Its installer woke the waiters, but a wake is cheap and makes that
 			 * independent of how the page got there.
 			 */
-			lp_uffd_wake(uffd, dst + off, LP_PAGE_SIZE);
+			if (!(flags & LP_FILL_BUG_NO_EEXIST_WAKE))
+				lp_uffd_wake(uffd, dst + off, LP_PAGE_SIZE);
 			res->eexist++;
 			off += LP_PAGE_SIZE;
 			continue;
