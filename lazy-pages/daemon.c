@@ -70,6 +70,8 @@ static void daemon_usage(FILE *f)
 		"      --stats-file FILE  write the summary as JSON at exit\n"
 		"      --fault-around N   pages installed per fault, at most (default 1)\n"
 		"      --fill-chunk BYTES largest background copy (default 4M; K/M/G suffixes)\n"
+		"      --fill-threads N   background fill threads (default: CPUs - 1, at least 1;\n"
+		"                         0: the fault loop fills between faults)\n"
 		"      --page-server      fetch pages from a page server (--address, --port)\n"
 		"      --address A, --port P\n"
 		"      --no-default-config  accepted for CRIU compatibility\n\n"
@@ -115,6 +117,7 @@ enum {
 	OPT_FAULT_AROUND,
 	OPT_FILL_CHUNK,
 	OPT_INJECT_BUG,
+	OPT_FILL_THREADS,
 	OPT_IGNORED,
 	OPT_IGNORED_ARG,
 };
@@ -136,6 +139,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"fault-around", required_argument, NULL, OPT_FAULT_AROUND},
 		{"fill-chunk", required_argument, NULL, OPT_FILL_CHUNK},
 		{"inject-bug", required_argument, NULL, OPT_INJECT_BUG},
+		{"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
 		{"help", no_argument, NULL, 'h'},
 		/* CRIU options that mean nothing to the lazy-pages daemon */
 		{"no-default-config", no_argument, NULL, OPT_IGNORED},
@@ -160,6 +164,12 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	o->cfg.fill_chunk_max = 4 << 20;
 	o->cfg.fault_around = 1;
 	o->ps_hdr_size = 24;
+	{
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		/* One core for the loop thread (faults), the others fill. */
+		o->cfg.fill_threads = n > 1 ? (n - 1 > 8 ? 8 : n - 1) : 1;
+	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "D:W:do:v::h", opts, &idx)) != -1) {
 		switch (c) {
@@ -211,6 +221,13 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			}
 			if (o->cfg.fill_chunk_min > o->cfg.fill_chunk_max)
 				o->cfg.fill_chunk_min = o->cfg.fill_chunk_max;
+			break;
+		case OPT_FILL_THREADS:
+			o->cfg.fill_threads = atoi(optarg);
+			if (o->cfg.fill_threads > 256) {
+				fprintf(stderr, "lazypages: --fill-threads wants 0..256\n");
+				return -EINVAL;
+			}
 			break;
 		case OPT_INJECT_BUG:
 			/* Test-only: break the wake protocol so the stress test must notice. */
@@ -469,6 +486,9 @@ static int serve(struct lp_daemon *d)
 				break;
 			case LP_EV_UFFD:
 				lp_proc_uffd_ready(ev->obj, evs[i].events);
+				break;
+			case LP_EV_WAKE:
+				lp_session_wake_ready(ev->obj);
 				break;
 			case LP_EV_REMOTE:
 				ret = remote_ready(d, evs[i].events);

@@ -8,6 +8,7 @@
  */
 #define LOG_PREFIX "proc: "
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -24,6 +25,9 @@ static inline int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t 
 #include "uffd.h"
 
 #define PG LP_PAGE_SIZE
+
+/* Counters that fill workers update too. */
+#define STAT_ADD(s, field, v) __atomic_fetch_add(&(s)->st.field, (v), __ATOMIC_RELAXED)
 
 #define proc_err(p, fmt, ...)  pr_err("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
 #define proc_warn(p, fmt, ...) pr_warn("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
@@ -126,6 +130,18 @@ static int build_map(struct lp_proc *p)
 	return 0;
 }
 
+static void proc_locks_init(struct lp_proc *p)
+{
+	pthread_rwlockattr_t a;
+
+	/* The loop thread (writer) must not starve behind a stream of fill chunks. */
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&p->lock, &a);
+	pthread_rwlockattr_destroy(&a);
+	pthread_mutex_init(&p->fill_mu, NULL);
+}
+
 static int proc_watch(struct lp_proc *p)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->ev};
@@ -144,12 +160,16 @@ static int proc_watch(struct lp_proc *p)
 static void proc_link(struct lp_proc *p)
 {
 	struct lp_session *s = p->s;
-	struct lp_proc **pp = &s->procs;
+	struct lp_proc **pp;
 
+	pthread_mutex_lock(&s->mu);
+	pp = &s->procs;
 	while (*pp) /* arrival order: fill serves processes in that order */
 		pp = &(*pp)->next;
 	*pp = p;
 	s->nr_live++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 }
 
 int lp_proc_new(struct lp_session *s, uint32_t pid, int uffd, struct lp_proc **out)
@@ -165,6 +185,7 @@ int lp_proc_new(struct lp_session *s, uint32_t pid, int uffd, struct lp_proc **o
 	p->pid = pid;
 	p->uffd = uffd;
 	rm_init(&p->map);
+	proc_locks_init(p);
 	ret = lp_pidimg_get(s, pid, &p->img);
 	if (!ret)
 		ret = build_map(p);
@@ -189,6 +210,8 @@ void lp_proc_free(struct lp_proc *p)
 		close(p->uffd);
 	rm_free(&p->map);
 	free(p->retry);
+	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->fill_mu);
 	free(p);
 }
 
@@ -209,7 +232,7 @@ static void proc_exit(struct lp_proc *p)
 	if (p->nr_retry)
 		s->nr_retry_procs--;
 	p->nr_retry = 0;
-	p->exited = true;
+	__atomic_store_n(&p->exited, true, __ATOMIC_RELEASE);
 	s->nr_live--;
 }
 
@@ -319,12 +342,12 @@ static int install_remote(struct lp_proc *p, uint64_t img, uint64_t nr, const ui
 			ret = lp_uffd_fill(p->uffd, at, data + (seg->img + (at - seg->start) - img),
 					   run * PG, bg ? s->cfg->inject : 0, &res);
 			*installed += res.copied / PG;
-			s->st.bytes += res.copied;
-			s->st.eexist += res.eexist;
+			STAT_ADD(s, bytes, res.copied);
+			STAT_ADD(s, eexist, res.eexist);
 			if (bg)
-				s->st.pages_filled += res.copied / PG;
+				STAT_ADD(s, pages_filled, res.copied / PG);
 			else
-				s->st.pages_faulted += res.copied / PG;
+				STAT_ADD(s, pages_faulted, res.copied / PG);
 			rm_done(&p->map, k, at, res.copied / PG + res.eexist);
 			if (ret || p->map.nr != nr_before)
 				break; /* the segment may be gone: look it up again */
@@ -340,16 +363,28 @@ static int install_remote(struct lp_proc *p, uint64_t img, uint64_t nr, const ui
 	return ret;
 }
 
+static void remote_done_locked(struct lp_proc *p, struct lp_req *r, uint64_t img, uint64_t nr,
+			       const void *data, int err);
+
 void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr,
 			 const void *data, int err)
 {
 	struct lp_req *r = cookie;
 	struct lp_proc *p = r->p;
+
+	(void)pid;
+	pthread_rwlock_wrlock(&p->lock);
+	remote_done_locked(p, r, img, nr, data, err);
+	pthread_rwlock_unlock(&p->lock);
+}
+
+static void remote_done_locked(struct lp_proc *p, struct lp_req *r, uint64_t img, uint64_t nr,
+			       const void *data, int err)
+{
 	uint64_t installed = 0, want = r->img, fault = r->fault;
 	bool bg = r->bg;
 	int ret;
 
-	(void)pid;
 	unlink_req(p, r);
 	free(r);
 	if (err || p->exited)
@@ -393,7 +428,7 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		const struct lp_seg *seg = &p->map.seg[idx];
 		uint64_t img = seg->img + (page - seg->start);
 
-		s->fill_chunk = s->cfg->fill_chunk_min;
+		__atomic_store_n(&s->fill_chunk, s->cfg->fill_chunk_min, __ATOMIC_RELAXED);
 		if (img_in_flight(p, img))
 			return; /* asked for already: its arrival wakes this fault */
 		ret = remote_request(p, img, rm_run(seg, page, s->cfg->fault_around), false,
@@ -410,8 +445,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG,
 				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);
 		rm_done(&p->map, idx, page, res.copied / PG + res.eexist);
-		s->st.pages_faulted += res.copied / PG;
-		s->st.bytes += res.copied;
+		STAT_ADD(s, pages_faulted, res.copied / PG);
+		STAT_ADD(s, bytes, res.copied);
 	} else {
 		/*
 		 * Not in the images (never dumped), or already installed and this is a
@@ -423,8 +458,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);
 		s->st.pages_zero += res.copied / PG;
 	}
-	s->st.eexist += res.eexist;
-	s->fill_chunk = s->cfg->fill_chunk_min;
+	STAT_ADD(s, eexist, res.eexist);
+	__atomic_store_n(&s->fill_chunk, s->cfg->fill_chunk_min, __ATOMIC_RELAXED);
 
 	switch (ret) {
 	case 0:
@@ -449,7 +484,7 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 	}
 }
 
-void lp_proc_retry(struct lp_proc *p)
+static void retry_locked(struct lp_proc *p)
 {
 	size_t n = p->nr_retry;
 	uint64_t *pages;
@@ -465,6 +500,13 @@ void lp_proc_retry(struct lp_proc *p)
 	for (size_t i = 0; i < n && !p->exited; i++)
 		serve_fault(p, pages[i] & ~(PG - 1), pages[i] & 1);
 	free(pages);
+}
+
+void lp_proc_retry(struct lp_proc *p)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	retry_locked(p);
+	pthread_rwlock_unlock(&p->lock);
 }
 
 /* ---- events ------------------------------------------------------------------------- */
@@ -485,6 +527,7 @@ static void handle_fork(struct lp_proc *p, int ufd)
 	c->pid = p->pid;
 	c->uffd = ufd;
 	c->img = p->img;
+	proc_locks_init(c);
 	/* Everything the parent still misses, the child misses too. */
 	ret = rm_clone(&c->map, &p->map);
 	if (!ret)
@@ -563,11 +606,14 @@ static void handle_msg(struct lp_proc *p, const struct uffd_msg *m)
 	}
 }
 
-void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
+/*
+ * Read and apply everything the uffd has, with the write lock held: no fill worker can
+ * be between choosing a run and copying it while an event changes the map.
+ */
+static void read_events(struct lp_proc *p)
 {
 	struct uffd_msg msgs[64];
 
-	(void)events;
 	while (!p->exited && !p->s->error) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
 
@@ -587,12 +633,60 @@ void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
 			handle_msg(p, &msgs[i]);
 	}
 	if (p->nr_retry)
-		lp_proc_retry(p);
+		retry_locked(p);
+}
+
+void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
+{
+	(void)events;
+	pthread_rwlock_wrlock(&p->lock);
+	read_events(p);
+	pthread_rwlock_unlock(&p->lock);
 }
 
 /* ---- background fill ---------------------------------------------------------------- */
 
-uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
+/*
+ * AT is in the map but the kernel says no VMA is registered there. Either an unmap or
+ * remap event is queued (read it; then the map is right), or the images disagree with
+ * what restore registered: then drop the rest of the segment, loudly. Write lock held.
+ */
+static void check_unregistered(struct lp_proc *p, uint64_t at)
+{
+	struct lp_session *s = p->s;
+	struct lp_uffd_res r2;
+	const struct lp_seg *seg;
+	long idx;
+	int ret;
+
+	read_events(p);
+	if (p->exited)
+		return;
+	idx = rm_find(&p->map, at);
+	if (idx < 0 || !rm_missing(&p->map.seg[idx], at))
+		return;
+	seg = &p->map.seg[idx];
+	ret = lp_uffd_fill(p->uffd, at, seg->data + (at - seg->start), PG, s->cfg->inject, &r2);
+	if (ret == -ENOENT) {
+		proc_warn(p,
+			  "%#llx is in the images but not registered with userfaultfd: restore "
+			  "and images disagree; dropping [%#llx, %#llx)",
+			  (unsigned long long)at, (unsigned long long)at,
+			  (unsigned long long)seg->end);
+		drop_range(p, at, seg->end);
+		return;
+	}
+	rm_done(&p->map, idx, at, r2.copied / PG + r2.eexist);
+	STAT_ADD(s, pages_filled, r2.copied / PG);
+	STAT_ADD(s, bytes, r2.copied);
+	STAT_ADD(s, eexist, r2.eexist);
+	if (ret == -ESRCH)
+		proc_exit(p);
+	else if (ret && ret != -EAGAIN)
+		proc_fatal(p, ret, at, "background copy");
+}
+
+static uint64_t fill_locked(struct lp_proc *p, uint64_t max)
 {
 	struct lp_session *s = p->s;
 	struct lp_uffd_res res;
@@ -615,59 +709,113 @@ uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
 	rm_done(&p->map, idx, addr, res.copied / PG + res.eexist);
-	s->st.pages_filled += res.copied / PG;
-	s->st.bytes += res.copied;
-	s->st.eexist += res.eexist;
+	STAT_ADD(s, pages_filled, res.copied / PG);
+	STAT_ADD(s, bytes, res.copied);
+	STAT_ADD(s, eexist, res.eexist);
 
 	switch (ret) {
 	case 0:
 	case -EAGAIN: /* events first; the rest stays missing and is tried again */
 		break;
-	case -ENOENT: {
-		/*
-		 * Not registered: either an unmap/remap event is queued (read it, then the
-		 * map is right), or the images disagree with what restore registered.
-		 */
-		uint64_t at = addr + res.copied + res.eexist * PG;
-
-		lp_proc_uffd_ready(p, 0);
-		if (p->exited)
-			break;
-		idx = rm_find(&p->map, at);
-		if (idx != (size_t)-1 && rm_missing(&p->map.seg[idx], at)) {
-			struct lp_uffd_res r2;
-
-			seg = &p->map.seg[idx];
-			ret = lp_uffd_fill(p->uffd, at, seg->data + (at - seg->start), PG,
-					   s->cfg->inject, &r2);
-			if (ret == -ENOENT) {
-				proc_warn(p,
-					  "%#llx is in the images but not registered with "
-					  "userfaultfd: restore and images disagree; dropping "
-					  "[%#llx, %#llx)",
-					  (unsigned long long)at, (unsigned long long)at,
-					  (unsigned long long)seg->end);
-				drop_range(p, at, seg->end);
-			} else {
-				idx = rm_find(&p->map, at);
-				if (idx != (size_t)-1)
-					rm_done(&p->map, idx, at, r2.copied / PG + r2.eexist);
-				s->st.pages_filled += r2.copied / PG;
-				s->st.bytes += r2.copied;
-				s->st.eexist += r2.eexist;
-				if (ret == -ESRCH)
-					proc_exit(p);
-				else if (ret && ret != -EAGAIN)
-					proc_fatal(p, ret, at, "background copy");
-			}
-		}
+	case -ENOENT:
+		check_unregistered(p, addr + res.copied + res.eexist * PG);
 		break;
-	}
 	case -ESRCH:
 		proc_exit(p);
 		break;
 	default:
 		proc_fatal(p, ret, addr, "background copy");
 	}
+	return res.copied / PG;
+}
+
+uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max)
+{
+	uint64_t n;
+
+	pthread_rwlock_wrlock(&p->lock);
+	n = fill_locked(p, max);
+	pthread_rwlock_unlock(&p->lock);
+	return n;
+}
+
+/*
+ * Work a fill worker reported: the process is gone, or a copy found no registered VMA.
+ * Loop thread only.
+ */
+void lp_proc_settle(struct lp_proc *p)
+{
+	uint64_t at;
+
+	if (!__atomic_load_n(&p->gone, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&p->unregistered, __ATOMIC_ACQUIRE))
+		return;
+	pthread_rwlock_wrlock(&p->lock);
+	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
+		proc_exit(p);
+	at = __atomic_exchange_n(&p->unregistered, 0, __ATOMIC_ACQ_REL);
+	if (at && !p->exited)
+		check_unregistered(p, at);
+	pthread_rwlock_unlock(&p->lock);
+}
+
+/*
+ * One chunk of background fill from a fill worker thread: under the read lock, claim the
+ * next missing run after the process's fill cursor, copy it, mark it present.
+ * Returns pages installed, or -1 if the process has nothing left for workers.
+ */
+long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
+{
+	struct lp_session *s = p->s;
+	struct lp_uffd_res res;
+	uint64_t addr, nr;
+	struct lp_seg *seg;
+	size_t idx;
+	bool found;
+	int ret;
+
+	pthread_rwlock_rdlock(&p->lock);
+	if (p->exited || __atomic_load_n(&p->gone, __ATOMIC_ACQUIRE)) {
+		pthread_rwlock_unlock(&p->lock);
+		return -1;
+	}
+	pthread_mutex_lock(&p->fill_mu);
+	found = rm_next_run(&p->map, p->fill_pos, max / PG ? max / PG : 1, &idx, &addr, &nr);
+	if (!found && p->fill_pos) {
+		p->fill_pos = 0; /* wrap: pick up what an EAGAIN or ENOENT left behind */
+		found = rm_next_run(&p->map, 0, max / PG ? max / PG : 1, &idx, &addr, &nr);
+	}
+	if (found)
+		p->fill_pos = addr + nr * PG;
+	pthread_mutex_unlock(&p->fill_mu);
+	if (!found || !p->map.seg[idx].data) {
+		pthread_rwlock_unlock(&p->lock);
+		return -1;
+	}
+	seg = &p->map.seg[idx];
+	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
+			   &res);
+	rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
+	STAT_ADD(s, pages_filled, res.copied / PG);
+	STAT_ADD(s, bytes, res.copied);
+	STAT_ADD(s, eexist, res.eexist);
+	switch (ret) {
+	case 0:
+	case -EAGAIN: /* the loop thread reads the event; the rest comes on the next pass */
+		break;
+	case -ENOENT:
+		__atomic_store_n(&p->unregistered, addr + res.copied + res.eexist * PG,
+				 __ATOMIC_RELEASE);
+		pthread_mutex_lock(&p->fill_mu);
+		p->fill_pos = seg->end;
+		pthread_mutex_unlock(&p->fill_mu);
+		break;
+	case -ESRCH:
+		__atomic_store_n(&p->gone, true, __ATOMIC_RELEASE);
+		break;
+	default:
+		proc_fatal(p, ret, addr, "background copy");
+	}
+	pthread_rwlock_unlock(&p->lock);
 	return res.copied / PG;
 }

@@ -17,6 +17,10 @@ void lp_proc_free(struct lp_proc *p);
 uint64_t lp_proc_fill(struct lp_proc *p, uint64_t max);
 /* Serve faults deferred by an EAGAIN copy. */
 void lp_proc_retry(struct lp_proc *p);
+/* Fill worker thread: one chunk under the read lock. */
+long lp_proc_fill_worker(struct lp_proc *p, uint64_t max);
+/* Loop thread: act on what a fill worker reported (process gone, unregistered range). */
+void lp_proc_settle(struct lp_proc *p);
 
 /* lp_remote completion callback: COOKIE is the struct lp_req of the request. */
 void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr, const void *data,

@@ -22,14 +22,22 @@ static inline size_t bitmap_words(uint64_t nbits)
 	return (nbits + 63) / 64;
 }
 
+/*
+ * Bits are read and cleared atomically: fill workers clear bits of the same map at once
+ * (under the process's read lock), the loop thread changes the map's shape only under
+ * the write lock.
+ */
 static inline bool test_bit(const uint64_t *b, uint64_t i)
 {
-	return b[i / 64] >> (i % 64) & 1;
+	return __atomic_load_n(&b[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1;
 }
 
-static inline void clear_bit(uint64_t *b, uint64_t i)
+/* Clear bit I; true if this call cleared it. */
+static inline bool clear_bit(uint64_t *b, uint64_t i)
 {
-	b[i / 64] &= ~(1ULL << (i % 64));
+	uint64_t m = 1ULL << (i % 64);
+
+	return __atomic_fetch_and(&b[i / 64], ~m, __ATOMIC_RELAXED) & m;
 }
 
 void rm_init(struct lp_range_map *m)
@@ -171,17 +179,45 @@ uint64_t rm_run(const struct lp_seg *s, uint64_t addr, uint64_t max)
 void rm_done(struct lp_range_map *m, size_t idx, uint64_t addr, uint64_t nr)
 {
 	struct lp_seg *s = &m->seg[idx];
-	uint64_t i = (addr - s->start) >> PSHIFT;
 
-	for (uint64_t k = 0; k < nr && i + k < seg_pages(s); k++) {
-		if (test_bit(s->bits, i + k)) {
-			clear_bit(s->bits, i + k);
-			s->nr_missing--;
-			m->nr_missing--;
-		}
-	}
-	if (!s->nr_missing)
+	if (!rm_clear(m, s, addr, nr))
 		remove_at(m, idx);
+}
+
+uint64_t rm_clear(struct lp_range_map *m, struct lp_seg *s, uint64_t addr, uint64_t nr)
+{
+	uint64_t i = (addr - s->start) >> PSHIFT, n = 0;
+
+	for (uint64_t k = 0; k < nr && i + k < seg_pages(s); k++)
+		n += clear_bit(s->bits, i + k);
+	__atomic_fetch_sub(&m->nr_missing, n, __ATOMIC_RELAXED);
+	return __atomic_sub_fetch(&s->nr_missing, n, __ATOMIC_RELAXED);
+}
+
+bool rm_next_run(const struct lp_range_map *m, uint64_t from, uint64_t max, size_t *idx,
+		 uint64_t *addr, uint64_t *nr)
+{
+	for (size_t k = lower_bound(m, from); k < m->nr; k++) {
+		const struct lp_seg *s = &m->seg[k];
+		uint64_t n = seg_pages(s);
+		uint64_t i = from > s->start ? (from - s->start) >> PSHIFT : 0;
+
+		if (!__atomic_load_n(&s->nr_missing, __ATOMIC_RELAXED))
+			continue;
+		while (i < n && !test_bit(s->bits, i)) {
+			if (!(i % 64) && !__atomic_load_n(&s->bits[i / 64], __ATOMIC_RELAXED))
+				i += 64;
+			else
+				i++;
+		}
+		if (i >= n)
+			continue;
+		*idx = k;
+		*addr = s->start + (i << PSHIFT);
+		*nr = rm_run(s, *addr, max);
+		return true;
+	}
+	return false;
 }
 
 /* Copy NBITS bits of SRC starting at bit FROM into a fresh bitmap; count the set ones. */

@@ -8,10 +8,12 @@
  * entry, so a copy built from one segment never crosses either. Each page has one bit:
  * set while its data is still to be installed. Segments with no bit set are removed.
  *
- * Ownership: a map belongs to one process (struct lp_proc) and is changed only by the
- * thread that handles that process's uffd, which also makes every copy decision for
- * it. That serialises events (REMOVE, UNMAP, REMAP, FORK) with copies, as the kernel
- * requires (docs/kernel.md); no lock is needed.
+ * Ownership: a map belongs to one process (struct lp_proc). Its shape (segments added,
+ * split, moved, removed) changes only under the process's write lock, held by the loop
+ * thread across reading the uffd and applying events. Fill workers hold the read lock
+ * from choosing a run until its copy is done, and only clear bits (atomically). So an
+ * event (REMOVE, UNMAP, REMAP, FORK) and a copy decision never interleave, as the kernel
+ * requires (docs/kernel.md).
  */
 #ifndef LP_RANGES_H
 #define LP_RANGES_H
@@ -49,6 +51,15 @@ bool rm_missing(const struct lp_seg *s, uint64_t addr);
 uint64_t rm_run(const struct lp_seg *s, uint64_t addr, uint64_t max);
 /* Mark NR pages from ADDR in segment IDX as present; removes the segment when empty. */
 void rm_done(struct lp_range_map *m, size_t idx, uint64_t addr, uint64_t nr);
+
+/*
+ * Concurrent-safe part, for fill workers holding the process's read lock:
+ * rm_clear marks pages present without removing an emptied segment (returns the pages
+ * still missing in it); rm_next_run finds the first missing run at or after FROM.
+ */
+uint64_t rm_clear(struct lp_range_map *m, struct lp_seg *s, uint64_t addr, uint64_t nr);
+bool rm_next_run(const struct lp_range_map *m, uint64_t from, uint64_t max, size_t *idx,
+		 uint64_t *addr, uint64_t *nr);
 
 /* Forget [start, end): munmap, MADV_DONTNEED. Splits segments at the edges. */
 int rm_cut(struct lp_range_map *m, uint64_t start, uint64_t end);

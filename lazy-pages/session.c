@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,21 +37,42 @@ int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const str
 	s->seen = calloc(pt->nr ? pt->nr : 1, sizeof(*s->seen));
 	if (!s->seen)
 		return -ENOMEM;
-	s->conn_ev.kind = LP_EV_CONN;
-	s->conn_ev.obj = s;
-	ev.data.ptr = &s->conn_ev;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, conn, &ev)) {
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
 		int e = -errno;
 
-		pr_perror("epoll_ctl(restore socket)");
+		pr_perror("eventfd");
 		free(s->seen);
 		return e;
 	}
+	s->wake_ev.kind = LP_EV_WAKE;
+	s->wake_ev.obj = s;
+	ev.events = EPOLLIN;
+	ev.data.ptr = &s->wake_ev;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->wake_fd, &ev))
+		goto err;
+	s->conn_ev.kind = LP_EV_CONN;
+	s->conn_ev.obj = s;
+	ev.events = EPOLLIN | EPOLLRDHUP;
+	ev.data.ptr = &s->conn_ev;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, conn, &ev))
+		goto err;
 	return 0;
+err: {
+	int e = -errno;
+
+	pr_perror("epoll_ctl");
+	close(s->wake_fd);
+	free(s->seen);
+	return e;
+}
 }
 
 void lp_session_fini(struct lp_session *s)
 {
+	lp_session_stop_workers(s);
 	while (s->procs) {
 		struct lp_proc *p = s->procs;
 
@@ -72,6 +94,10 @@ void lp_session_fini(struct lp_session *s)
 	}
 	free(s->seen);
 	s->seen = NULL;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->wake_fd, NULL);
+	close(s->wake_fd);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
 }
 
 static void session_fail(struct lp_session *s, int err)
@@ -208,7 +234,7 @@ static int handle_word(struct lp_session *s, uint32_t w)
 		s->finished = true;
 		s->st.t_finished = lp_now();
 		pr_info("restore finished: background fill starts");
-		return 0;
+		return lp_session_start_workers(s);
 	}
 	if (w == LP_RESTORE_FINISHED) {
 		pr_err("restore finished after %zu of %zu tasks sent their uffd", s->nr_msgs,
@@ -294,11 +320,12 @@ void lp_session_conn_ready(struct lp_session *s, uint32_t events)
 	}
 }
 
+/* Work for the loop thread itself (workers do the local fill when there are any). */
 bool lp_session_has_work(const struct lp_session *s)
 {
 	if (s->nr_retry_procs)
 		return true;
-	if (!s->finished)
+	if (!s->finished || s->nr_workers)
 		return false;
 	for (const struct lp_proc *p = s->procs; p; p = p->next)
 		if (!p->exited && p->map.nr_missing && !p->bg_busy)
@@ -314,7 +341,7 @@ bool lp_session_work(struct lp_session *s)
 		for (p = s->procs; p; p = p->next)
 			if (p->nr_retry)
 				lp_proc_retry(p);
-	if (!s->finished)
+	if (!s->finished || s->nr_workers)
 		return s->nr_retry_procs;
 	/* One chunk for one process, round robin in arrival order. */
 	p = s->fill_cursor ? s->fill_cursor : s->procs;
@@ -322,7 +349,8 @@ bool lp_session_work(struct lp_session *s)
 		if (!p->exited && p->map.nr_missing && !p->bg_busy) {
 			lp_proc_fill(p, s->fill_chunk);
 			if (s->fill_chunk < s->cfg->fill_chunk_max)
-				s->fill_chunk *= 2;
+				__atomic_store_n(&s->fill_chunk, s->fill_chunk * 2,
+						 __ATOMIC_RELAXED);
 			s->fill_cursor = p->next;
 			break;
 		}
@@ -340,7 +368,9 @@ bool lp_session_done(const struct lp_session *s)
 	if (!s->finished)
 		return false;
 	for (const struct lp_proc *p = s->procs; p; p = p->next)
-		if (!p->exited && (p->map.nr_missing || p->reqs))
+		if (!__atomic_load_n(&p->exited, __ATOMIC_ACQUIRE) &&
+		    (__atomic_load_n(&p->map.nr_missing, __ATOMIC_RELAXED) || p->reqs ||
+		     __atomic_load_n(&p->unregistered, __ATOMIC_RELAXED)))
 			return false;
 	return true;
 }

@@ -8,6 +8,7 @@
 #ifndef LP_SESSION_H
 #define LP_SESSION_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,7 +26,7 @@
 struct lp_session;
 
 /* What an epoll event points at. */
-enum lp_ev_kind { LP_EV_LISTEN, LP_EV_CONN, LP_EV_UFFD, LP_EV_REMOTE };
+enum lp_ev_kind { LP_EV_LISTEN, LP_EV_CONN, LP_EV_UFFD, LP_EV_REMOTE, LP_EV_WAKE };
 struct lp_ev {
 	enum lp_ev_kind kind;
 	void *obj;
@@ -36,6 +37,7 @@ struct lp_config {
 	uint64_t fill_chunk_max;   /* bytes; it doubles up to here while no fault comes */
 	unsigned int fault_around; /* pages installed per fault, at most (>= 1) */
 	unsigned int inject; /* LP_FILL_BUG_*: a broken protocol for the stress self-test */
+	unsigned int fill_threads; /* background fill threads; 0: the loop thread fills */
 };
 
 /* The image data of one dumped process, shared by it and everything it forks. */
@@ -57,9 +59,19 @@ struct lp_req {
 	struct lp_req *next; /* in the process's list of requests in flight */
 };
 
+/*
+ * Locking: lock is held for writing by the loop thread while it reads the uffd, applies
+ * events, serves faults and changes the map's shape; fill workers hold it for reading
+ * from choosing a run until its copy is done. fill_mu orders the workers' cursor.
+ */
 struct lp_proc {
 	struct lp_session *s;
 	struct lp_ev ev;
+	pthread_rwlock_t lock;
+	pthread_mutex_t fill_mu;
+	uint64_t fill_pos; /* workers: next run at or after this address (fill_mu) */
+	bool gone; /* a worker saw ESRCH (atomic); the loop thread ends the process */
+	uint64_t unregistered; /* a worker saw ENOENT here (atomic); the loop thread checks */
 	uint32_t pid; /* image pid; a forked child keeps its ancestor's */
 	int uffd;
 	bool exited;
@@ -97,6 +109,15 @@ struct lp_session {
 
 	struct lp_remote *remote; /* page server, or NULL: pages come from the images */
 
+	/* background fill workers */
+	pthread_mutex_t mu; /* procs list appends, worker sleep */
+	pthread_cond_t cv;
+	pthread_t *workers;
+	unsigned int nr_workers;
+	bool stop;
+	int wake_fd; /* eventfd: workers wake the loop thread */
+	struct lp_ev wake_ev;
+
 	struct lp_stats st;
 	int error; /* first fatal error, -errno */
 };
@@ -108,6 +129,11 @@ void lp_session_fini(struct lp_session *s);
 /* Epoll callbacks. */
 void lp_session_conn_ready(struct lp_session *s, uint32_t events);
 void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events);
+
+/* Start the fill workers (cfg->fill_threads) once restore has finished. */
+int lp_session_start_workers(struct lp_session *s);
+void lp_session_stop_workers(struct lp_session *s);
+void lp_session_wake_ready(struct lp_session *s);
 
 /* One step of background work (a fill chunk, deferred retries). True if more is pending. */
 bool lp_session_work(struct lp_session *s);

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Background fill workers: after restore finishes, threads copy the remaining pages of
+ * every process, a chunk at a time, while the loop thread keeps serving faults and events.
+ *
+ * A worker holds a process's read lock only for one chunk; the loop thread takes the
+ * write lock to read that process's uffd, so a fault waits behind at most one chunk per
+ * worker, and chunks restart small after every fault.
+ */
+#define LOG_PREFIX "fill: "
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proc.h"
+#include "session.h"
+
+static void wake_loop(struct lp_session *s)
+{
+	uint64_t one = 1;
+
+	if (write(s->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_perror("eventfd");
+}
+
+/* The next process with pages for workers, round robin; NULL if none. s->mu held. */
+static struct lp_proc *pick(struct lp_session *s, struct lp_proc **cursor)
+{
+	struct lp_proc *start = *cursor ? *cursor : s->procs, *p = start;
+
+	if (!p)
+		return NULL;
+	do {
+		if (!__atomic_load_n(&p->exited, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&p->gone, __ATOMIC_ACQUIRE) &&
+		    __atomic_load_n(&p->map.nr_missing, __ATOMIC_RELAXED) && !s->remote) {
+			*cursor = p->next;
+			return p;
+		}
+		p = p->next ? p->next : s->procs;
+	} while (p != start);
+	return NULL;
+}
+
+static void *worker(void *arg)
+{
+	struct lp_session *s = arg;
+	struct lp_proc *cursor = NULL;
+
+	for (;;) {
+		struct lp_proc *p = NULL;
+		uint64_t chunk;
+		long n;
+
+		pthread_mutex_lock(&s->mu);
+		while (!s->stop && !(p = pick(s, &cursor))) {
+			struct timespec ts;
+
+			/* Nothing for workers: the loop thread may be able to finish. */
+			wake_loop(s);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (s->stop)
+			break;
+
+		chunk = __atomic_load_n(&s->fill_chunk, __ATOMIC_RELAXED);
+		n = lp_proc_fill_worker(p, chunk);
+		if (n > 0 && chunk < s->cfg->fill_chunk_max)
+			__atomic_compare_exchange_n(&s->fill_chunk, &chunk, chunk * 2, false,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&p->gone, __ATOMIC_RELAXED) ||
+		    __atomic_load_n(&p->unregistered, __ATOMIC_RELAXED) ||
+		    !__atomic_load_n(&p->map.nr_missing, __ATOMIC_RELAXED) || s->error)
+			wake_loop(s);
+	}
+	return NULL;
+}
+
+int lp_session_start_workers(struct lp_session *s)
+{
+	unsigned int n = s->cfg->fill_threads;
+
+	if (!n || s->workers || s->remote)
+		return 0;
+	s->workers = calloc(n, sizeof(*s->workers));
+	if (!s->workers)
+		return -ENOMEM;
+	for (; s->nr_workers < n; s->nr_workers++) {
+		int ret = pthread_create(&s->workers[s->nr_workers], NULL, worker, s);
+
+		if (ret) {
+			pr_err("cannot start fill thread %u: %s", s->nr_workers, strerror(ret));
+			return s->nr_workers ? 0 : -ret;
+		}
+	}
+	pr_info("%u fill thread%s started", n, n == 1 ? "" : "s");
+	return 0;
+}
+
+void lp_session_stop_workers(struct lp_session *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (unsigned int i = 0; i < s->nr_workers; i++)
+		pthread_join(s->workers[i], NULL);
+	free(s->workers);
+	s->workers = NULL;
+	s->nr_workers = 0;
+}
+
+void lp_session_wake_ready(struct lp_session *s)
+{
+	uint64_t v;
+
+	if (read(s->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_perror("eventfd");
+	for (struct lp_proc *p = s->procs; p; p = p->next)
+		lp_proc_settle(p);
+}
