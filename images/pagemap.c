@@ -31,7 +31,8 @@ int lp_pagemap_parse(struct lp_img *img, struct lp_pagemap *pm)
 
 	while ((ret = lp_img_read_pb(img, &pagemap_entry__descriptor, (void **)&pe)) > 0) {
 		struct lp_pme e = {.vaddr = pe->vaddr};
-		unsigned int idx = img->nr_read - 2;
+		/* numbered as in crit: entry 0 is the pagemap_head */
+		unsigned int idx = img->nr_read - 1;
 
 		if (pe->has_nr_pages) {
 			e.nr_pages = pe->nr_pages;
