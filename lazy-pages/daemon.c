@@ -21,38 +21,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "daemon.h"
 #include "log.h"
 #include "session.h"
 #include "uffd-abi.h"
 #include "uffd.h"
-
-struct daemon_opts {
-	const char *images_dir;
-	const char *work_dir;
-	const char *log_file;
-	const char *pidfile;
-	const char *stats_file;
-	int status_fd;
-	bool daemonize;
-	bool page_server;
-	const char *address;
-	int port;
-	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
-	struct lp_config cfg;
-};
-
-struct lp_daemon {
-	struct daemon_opts o;
-	struct lp_images im;
-	struct lp_pstree pt;
-	int epfd;
-	int listen_fd;
-	struct lp_ev listen_ev;
-	struct lp_session sess;
-	bool have_session;
-	struct lp_ev remote_ev;
-	bool remote_out;
-};
 
 static void daemon_usage(FILE *f)
 {
@@ -72,6 +45,8 @@ static void daemon_usage(FILE *f)
 		"      --fill-chunk BYTES largest background copy (default 4M; K/M/G suffixes)\n"
 		"      --fill-threads N   background fill threads (default: CPUs - 1, at least 1;\n"
 		"                         0: the fault loop fills between faults)\n"
+		"      --no-supervise     no supervisor: if the serving process dies, pages still\n"
+		"                         missing become zero pages (criu lazy-pages behaviour)\n"
 		"      --page-server      fetch pages from a page server (--address, --port)\n"
 		"      --address A, --port P\n"
 		"      --no-default-config  accepted for CRIU compatibility\n\n"
@@ -118,6 +93,7 @@ enum {
 	OPT_FILL_CHUNK,
 	OPT_INJECT_BUG,
 	OPT_FILL_THREADS,
+	OPT_NO_SUPERVISE,
 	OPT_IGNORED,
 	OPT_IGNORED_ARG,
 };
@@ -140,6 +116,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"fill-chunk", required_argument, NULL, OPT_FILL_CHUNK},
 		{"inject-bug", required_argument, NULL, OPT_INJECT_BUG},
 		{"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
+		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
 		{"help", no_argument, NULL, 'h'},
 		/* CRIU options that mean nothing to the lazy-pages daemon */
 		{"no-default-config", no_argument, NULL, OPT_IGNORED},
@@ -164,6 +141,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	o->cfg.fill_chunk_max = 4 << 20;
 	o->cfg.fault_around = 1;
 	o->ps_hdr_size = 24;
+	o->supervise = true;
 	{
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -222,6 +200,9 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			if (o->cfg.fill_chunk_min > o->cfg.fill_chunk_max)
 				o->cfg.fill_chunk_min = o->cfg.fill_chunk_max;
 			break;
+		case OPT_NO_SUPERVISE:
+			o->supervise = false;
+			break;
 		case OPT_FILL_THREADS:
 			o->cfg.fill_threads = atoi(optarg);
 			if (o->cfg.fill_threads > 256) {
@@ -264,7 +245,6 @@ static int listen_socket(struct lp_daemon *d)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(LP_SOCKET_NAME);
-	struct epoll_event ev = {.events = EPOLLIN};
 	int fd;
 
 	memcpy(sa.sun_path, LP_SOCKET_NAME, strlen(LP_SOCKET_NAME));
@@ -282,13 +262,6 @@ static int listen_socket(struct lp_daemon *d)
 		return e;
 	}
 	d->listen_fd = fd;
-	d->listen_ev.kind = LP_EV_LISTEN;
-	d->listen_ev.obj = d;
-	ev.data.ptr = &d->listen_ev;
-	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev)) {
-		pr_perror("epoll_ctl(listen)");
-		return -errno;
-	}
 	pr_info("listening on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
 	return 0;
 }
@@ -348,8 +321,8 @@ static void signal_ready(struct lp_daemon *d)
 /* Connect to the page server when restore connects (the source may start late). */
 static int remote_open(struct lp_daemon *d)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct lp_remote_opts ro = { 0 };
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct lp_remote_opts ro = {0};
 	int ret;
 
 	if (!d->o.page_server)
@@ -384,7 +357,7 @@ static int remote_ready(struct lp_daemon *d, uint32_t events)
 static void remote_update(struct lp_daemon *d)
 {
 	bool w;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &d->remote_ev };
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->remote_ev};
 
 	if (!d->sess.remote)
 		return;
@@ -430,31 +403,23 @@ static int remote_close(struct lp_daemon *d)
 }
 #endif
 
+/* Wait for criu restore. One restore per daemon, as with criu lazy-pages. */
 static int accept_restore(struct lp_daemon *d)
 {
-	int conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	int ret;
+	int conn;
 
+	do
+		conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	while (conn < 0 && errno == EINTR);
 	if (conn < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
-		pr_perror("accept");
+		pr_perror("accept on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
 		return -errno;
 	}
-	/* One restore per daemon, as with criu lazy-pages: stop listening. */
-	epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->listen_fd, NULL);
 	close(d->listen_fd);
 	d->listen_fd = -1;
-	ret = lp_session_init(&d->sess, &d->o.cfg, &d->im, &d->pt, d->epfd, conn);
-	if (ret) {
-		close(conn);
-		return ret;
-	}
-	d->have_session = true;
 	pr_info("restore connected");
-	return remote_open(d);
+	return conn;
 }
-
 
 static int serve(struct lp_daemon *d)
 {
@@ -462,7 +427,7 @@ static int serve(struct lp_daemon *d)
 	struct lp_session *s = &d->sess;
 
 	for (;;) {
-		bool work = d->have_session && lp_session_has_work(s);
+		bool work = lp_session_has_work(s);
 		int n = epoll_wait(d->epfd, evs, 32, work ? 0 : -1);
 
 		if (n < 0) {
@@ -477,9 +442,6 @@ static int serve(struct lp_daemon *d)
 
 			switch (ev->kind) {
 			case LP_EV_LISTEN:
-				ret = accept_restore(d);
-				if (ret)
-					return ret;
 				break;
 			case LP_EV_CONN:
 				lp_session_conn_ready(ev->obj, evs[i].events);
@@ -496,11 +458,9 @@ static int serve(struct lp_daemon *d)
 					return ret;
 				break;
 			}
-			if (d->have_session && s->error)
+			if (s->error)
 				return s->error;
 		}
-		if (!d->have_session)
-			continue;
 		if (lp_session_has_work(s))
 			lp_session_work(s);
 		remote_update(d);
@@ -512,6 +472,54 @@ static int serve(struct lp_daemon *d)
 			return 0;
 		}
 	}
+}
+
+/*
+ * The serving process: its own epoll loop over the restore socket CONN, the uffds and
+ * the page server. SUP links it to a supervisor (or NULL): a restarted server first
+ * replays the journal. Returns the exit code.
+ */
+int lp_daemon_serve(struct lp_daemon *d, int conn, struct lp_sup *sup)
+{
+	int ret;
+
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd < 0) {
+		pr_perror("epoll_create1");
+		close(conn);
+		return 1;
+	}
+	ret = lp_session_init(&d->sess, &d->o.cfg, &d->im, &d->pt, d->epfd, conn);
+	if (ret) {
+		close(conn);
+		close(d->epfd);
+		return 1;
+	}
+	d->have_session = true;
+	d->sess.sup = sup;
+	ret = remote_open(d);
+	if (!ret && sup)
+		ret = lp_session_replay(&d->sess);
+	if (!ret)
+		ret = serve(d);
+	{
+		int r2 = remote_close(d);
+
+		if (!ret)
+			ret = r2 > 0 ? 0 : r2;
+	}
+	lp_stats_print(&d->sess.st, LOG_MSG);
+	if (d->o.stats_file)
+		lp_stats_write_json(&d->sess.st, d->o.stats_file);
+	if (ret)
+		pr_err("lazy restore failed: %s. Processes still missing pages get zero pages "
+		       "when this daemon exits; their memory is not trustworthy",
+		       strerror(-ret));
+	lp_session_fini(&d->sess);
+	d->have_session = false;
+	close(d->epfd);
+	d->epfd = -1;
+	return ret ? 1 : 0;
 }
 
 int cmd_daemon(int argc, char **argv)
@@ -550,12 +558,6 @@ int cmd_daemon(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
-	d.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (d.epfd < 0) {
-		ret = -errno;
-		pr_perror("epoll_create1");
-		goto out;
-	}
 	ret = listen_socket(&d);
 	if (ret)
 		goto out;
@@ -567,28 +569,20 @@ int cmd_daemon(int argc, char **argv)
 	signal_ready(&d);
 	pr_info("serving %s: %zu task%s in pstree.img", d.im.path, d.pt.nr,
 		d.pt.nr == 1 ? "" : "s");
-
-	ret = serve(&d);
-	if (d.have_session) {
-		int r2 = remote_close(&d);
-
-		if (!ret)
-			ret = r2 > 0 ? 0 : r2;
-		lp_stats_print(&d.sess.st, LOG_MSG);
-		if (d.o.stats_file)
-			lp_stats_write_json(&d.sess.st, d.o.stats_file);
-	}
-	if (ret)
-		pr_err("lazy restore failed: %s. Processes still missing pages get zero pages "
-		       "when this daemon exits; their memory is not trustworthy",
-		       strerror(-ret));
+	ret = accept_restore(&d);
+	if (ret < 0)
+		goto out;
+	if (d.o.supervise)
+		ret = lp_supervise(&d, ret);
+	else
+		ret = lp_daemon_serve(&d, ret, NULL);
+	lp_pstree_free(&d.pt);
+	lp_images_close(&d.im);
+	log_close();
+	return ret;
 out:
-	if (d.have_session)
-		lp_session_fini(&d.sess);
 	if (d.listen_fd >= 0)
 		close(d.listen_fd);
-	if (d.epfd >= 0)
-		close(d.epfd);
 	lp_pstree_free(&d.pt);
 	lp_images_close(&d.im);
 	log_close();

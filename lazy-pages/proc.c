@@ -9,17 +9,30 @@
 #define LOG_PREFIX "proc: "
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "journal.h"
 #include "proc.h"
+#include "supervisor.h"
 #if __has_include("remote.h")
 #include "remote.h"
 #else /* TEMP until remote.c lands */
-static inline int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t img, uint64_t nr, void *c, bool u) { (void)r; (void)pid; (void)img; (void)nr; (void)c; (void)u; return -ENOSYS; }
+static inline int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t img, uint64_t nr,
+				    void *c, bool u)
+{
+	(void)r;
+	(void)pid;
+	(void)img;
+	(void)nr;
+	(void)c;
+	(void)u;
+	return -ENOSYS;
+}
 #endif
 #include "uffd-abi.h"
 #include "uffd.h"
@@ -114,9 +127,9 @@ static int build_map(struct lp_proc *p)
 				continue;
 			}
 			/* Remote mode: everything lazy comes from the page server. */
-			data = p->s->remote ? NULL :
-					      lp_pages_ptr(&img->pages, e->pages_off + (a - e->vaddr),
-							   b - a);
+			data = p->s->remote ? NULL
+					    : lp_pages_ptr(&img->pages,
+							   e->pages_off + (a - e->vaddr), b - a);
 			if (!data && !p->s->remote) {
 				proc_err(p, "%s: no data for [%#llx, %#llx)", img->pages.name,
 					 (unsigned long long)a, (unsigned long long)b);
@@ -222,6 +235,7 @@ static void proc_exit(struct lp_proc *p)
 
 	if (p->exited)
 		return;
+	lp_sup_log(s->sup, J_EXIT, p->slot, 0, p->pid, 0, 0, 0);
 	proc_debug(p, "exited, %llu pages never needed", (unsigned long long)p->map.nr_missing);
 	s->st.pages_orphaned += p->map.nr_missing;
 	s->st.exited++;
@@ -366,8 +380,8 @@ static int install_remote(struct lp_proc *p, uint64_t img, uint64_t nr, const ui
 static void remote_done_locked(struct lp_proc *p, struct lp_req *r, uint64_t img, uint64_t nr,
 			       const void *data, int err);
 
-void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr,
-			 const void *data, int err)
+void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr, const void *data,
+			 int err)
 {
 	struct lp_req *r = cookie;
 	struct lp_proc *p = r->p;
@@ -391,8 +405,7 @@ static void remote_done_locked(struct lp_proc *p, struct lp_req *r, uint64_t img
 		return;
 	if (img != want || !nr) {
 		proc_err(p, "page server answered %llu pages at %#llx to a request for %#llx",
-			 (unsigned long long)nr, (unsigned long long)img,
-			 (unsigned long long)want);
+			 (unsigned long long)nr, (unsigned long long)img, (unsigned long long)want);
 		p->s->error = p->s->error ?: -EPROTO;
 		return;
 	}
@@ -431,8 +444,7 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		__atomic_store_n(&s->fill_chunk, s->cfg->fill_chunk_min, __ATOMIC_RELAXED);
 		if (img_in_flight(p, img))
 			return; /* asked for already: its arrival wakes this fault */
-		ret = remote_request(p, img, rm_run(seg, page, s->cfg->fault_around), false,
-				     page);
+		ret = remote_request(p, img, rm_run(seg, page, s->cfg->fault_around), false, page);
 		if (ret)
 			proc_fatal(p, ret, page, "asking the page server for a fault");
 		return;
@@ -511,7 +523,7 @@ void lp_proc_retry(struct lp_proc *p)
 
 /* ---- events ------------------------------------------------------------------------- */
 
-static void handle_fork(struct lp_proc *p, int ufd)
+static void handle_fork(struct lp_proc *p, int ufd, uint32_t slot)
 {
 	struct lp_session *s = p->s;
 	struct lp_proc *c = calloc(1, sizeof(*c));
@@ -526,6 +538,7 @@ static void handle_fork(struct lp_proc *p, int ufd)
 	c->s = s;
 	c->pid = p->pid;
 	c->uffd = ufd;
+	c->slot = slot;
 	c->img = p->img;
 	proc_locks_init(c);
 	/* Everything the parent still misses, the child misses too. */
@@ -554,7 +567,7 @@ static void drop_range(struct lp_proc *p, uint64_t start, uint64_t end)
 	p->s->st.pages_dropped += before - p->map.nr_missing;
 }
 
-static void handle_msg(struct lp_proc *p, const struct uffd_msg *m)
+static void handle_msg(struct lp_proc *p, const struct uffd_msg *m, uint32_t slot)
 {
 	struct lp_session *s = p->s;
 	int ret;
@@ -566,7 +579,7 @@ static void handle_msg(struct lp_proc *p, const struct uffd_msg *m)
 			    m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		break;
 	case UFFD_EVENT_FORK:
-		handle_fork(p, (int)m->arg.fork.ufd);
+		handle_fork(p, (int)m->arg.fork.ufd, slot);
 		break;
 	case UFFD_EVENT_REMAP:
 		s->st.ev_remap++;
@@ -610,9 +623,48 @@ static void handle_msg(struct lp_proc *p, const struct uffd_msg *m)
  * Read and apply everything the uffd has, with the write lock held: no fill worker can
  * be between choosing a run and copying it while an event changes the map.
  */
+/*
+ * Before acting on a batch, journal its events (and hand new uffds from forks to the
+ * supervisor), so that a crash while acting loses none of them.
+ */
+static void journal_events(struct lp_proc *p, const struct uffd_msg *m, size_t n, uint32_t *slots)
+{
+	struct lp_sup *sup = p->s->sup;
+
+	for (size_t i = 0; i < n; i++) {
+		slots[i] = 0;
+		if (!sup)
+			continue;
+		switch (m[i].event) {
+		case UFFD_EVENT_FORK: {
+			int slot = lp_sup_handover(sup, (int)m[i].arg.fork.ufd);
+
+			if (slot >= 0) {
+				slots[i] = slot;
+				lp_sup_log(sup, J_FORK, slot, p->slot, p->pid, 0, 0, 0);
+			}
+			break;
+		}
+		case UFFD_EVENT_REMAP:
+			lp_sup_log(sup, J_REMAP, p->slot, 0, p->pid, m[i].arg.remap.from,
+				   m[i].arg.remap.to, m[i].arg.remap.len);
+			break;
+		case UFFD_EVENT_REMOVE:
+			lp_sup_log(sup, J_REMOVE, p->slot, 0, p->pid, m[i].arg.remove.start,
+				   m[i].arg.remove.end, 0);
+			break;
+		case UFFD_EVENT_UNMAP:
+			lp_sup_log(sup, J_UNMAP, p->slot, 0, p->pid, m[i].arg.remove.start,
+				   m[i].arg.remove.end, 0);
+			break;
+		}
+	}
+}
+
 static void read_events(struct lp_proc *p)
 {
 	struct uffd_msg msgs[64];
+	uint32_t slots[64];
 
 	while (!p->exited && !p->s->error) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
@@ -629,8 +681,9 @@ static void read_events(struct lp_proc *p)
 			proc_fatal(p, -EIO, 0, "reading the uffd (short message)");
 			return;
 		}
+		journal_events(p, msgs, n / sizeof(msgs[0]), slots);
 		for (size_t i = 0; i < n / sizeof(msgs[0]) && !p->exited; i++)
-			handle_msg(p, &msgs[i]);
+			handle_msg(p, &msgs[i], slots[i]);
 	}
 	if (p->nr_retry)
 		retry_locked(p);
@@ -818,4 +871,70 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	}
 	pthread_rwlock_unlock(&p->lock);
 	return res.copied / PG;
+}
+
+/* ---- restart after a crash ------------------------------------------------------------ */
+
+static struct lp_proc *proc_by_slot(struct lp_session *s, uint32_t slot)
+{
+	for (struct lp_proc *p = s->procs; p; p = p->next)
+		if (p->slot == slot)
+			return p;
+	return NULL;
+}
+
+int lp_proc_replay(struct lp_session *s, const struct lp_jent *e)
+{
+	const struct lp_journal *j = s->sup->j;
+	struct lp_proc *p = proc_by_slot(s, e->type == J_FORK ? e->parent : e->slot);
+
+	if (!p) {
+		pr_err("journal: entry type %u names slot %u, which no process has", e->type,
+		       e->type == J_FORK ? e->parent : e->slot);
+		return -EINVAL;
+	}
+	if (p->exited)
+		return 0;
+	switch (e->type) {
+	case J_FORK:
+		if (e->slot >= j->nr_slots || j->slot_fd[e->slot] < 0)
+			return -EBADF;
+		handle_fork(p, j->slot_fd[e->slot], e->slot);
+		break;
+	case J_REMAP:
+		s->st.ev_remap++;
+		return rm_remap(&p->map, e->a, e->b, e->c);
+	case J_REMOVE:
+		s->st.ev_remove++;
+		lp_uffd_unregister(p->uffd, e->a, e->b - e->a);
+		drop_range(p, e->a, e->b);
+		break;
+	case J_UNMAP:
+		s->st.ev_unmap++;
+		drop_range(p, e->a, e->b);
+		break;
+	case J_EXIT:
+		proc_exit(p);
+		break;
+	default:
+		pr_err("journal: unknown entry type %u", e->type);
+		return -EINVAL;
+	}
+	return s->error;
+}
+
+void lp_proc_wake_all(struct lp_proc *p)
+{
+	static const uint64_t task_top = 0x7ffffffff000ULL; /* x86_64, 4-level paging */
+	uint64_t start = 0x10000;
+	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "r");
+	unsigned long long v;
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) == 1)
+			start = (v + PG - 1) & ~(PG - 1);
+		fclose(f);
+	}
+	if (start < task_top && lp_uffd_wake(p->uffd, start, task_top - start))
+		proc_warn(p, "waking its waiting threads failed: %s", strerror(errno));
 }

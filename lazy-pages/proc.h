@@ -22,6 +22,12 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max);
 /* Loop thread: act on what a fill worker reported (process gone, unregistered range). */
 void lp_proc_settle(struct lp_proc *p);
 
+struct lp_jent;
+/* Replay a journaled fork, remap, remove, unmap or exit (restarted server). */
+int lp_proc_replay(struct lp_session *s, const struct lp_jent *e);
+/* Wake every thread waiting on the process's uffd: they fault again if still missing. */
+void lp_proc_wake_all(struct lp_proc *p);
+
 /* lp_remote completion callback: COOKIE is the struct lp_req of the request. */
 void lp_proc_remote_done(void *cookie, uint32_t pid, uint64_t img, uint64_t nr, const void *data,
 			 int err);

@@ -18,8 +18,10 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "journal.h"
 #include "proc.h"
 #include "session.h"
+#include "supervisor.h"
 
 int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const struct lp_images *im,
 		    const struct lp_pstree *pt, int epfd, int conn)
@@ -60,7 +62,7 @@ int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const str
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, conn, &ev))
 		goto err;
 	return 0;
-err: {
+err : {
 	int e = -errno;
 
 	pr_perror("epoll_ctl");
@@ -208,6 +210,13 @@ static int recv_uffd(struct lp_session *s)
 		}
 		pr_info("pid %d: uffd received, %llu lazy pages", s->cur_pid,
 			(unsigned long long)p->map.nr_missing);
+		if (s->sup) {
+			ret = lp_sup_handover(s->sup, p->uffd);
+			if (ret >= 0) {
+				p->slot = ret;
+				lp_sup_log(s->sup, J_PROC, p->slot, 0, p->pid, 0, 0, 0);
+			}
+		}
 	}
 	return 1;
 }
@@ -233,6 +242,7 @@ static int handle_word(struct lp_session *s, uint32_t w)
 		}
 		s->finished = true;
 		s->st.t_finished = lp_now();
+		lp_sup_log(s->sup, J_FINISHED, 0, 0, 0, 0, 0, 0);
 		pr_info("restore finished: background fill starts");
 		return lp_session_start_workers(s);
 	}
@@ -251,6 +261,7 @@ static int handle_word(struct lp_session *s, uint32_t w)
 			return ret;
 		s->nr_msgs++;
 		s->st.zombies++;
+		lp_sup_log(s->sup, J_ZOMBIE, 0, 0, (uint32_t)-pid, 0, 0, 0);
 		pr_info("pid %d: zombie, nothing to serve", -pid);
 		return 0;
 	}
@@ -373,4 +384,61 @@ bool lp_session_done(const struct lp_session *s)
 		     __atomic_load_n(&p->unregistered, __ATOMIC_RELAXED)))
 			return false;
 	return true;
+}
+
+int lp_session_replay(struct lp_session *s)
+{
+	const struct lp_journal *j = s->sup->j;
+	uint64_t n = __atomic_load_n(&j->committed, __ATOMIC_ACQUIRE);
+	int ret = 0;
+
+	if (!n && !j->restarts)
+		return 0;
+	pr_warn("restart %u: replaying %llu journal entries", j->restarts, (unsigned long long)n);
+	for (uint64_t i = 0; i < n && !ret; i++) {
+		const struct lp_jent *e = &j->e[i];
+		struct lp_proc *p;
+
+		switch (e->type) {
+		case J_PROC:
+			ret = claim_pid(s, e->pid, false);
+			if (ret)
+				break;
+			if (e->slot >= j->nr_slots || j->slot_fd[e->slot] < 0) {
+				pr_err("journal: pid %u: the supervisor has no uffd in slot %u",
+				       e->pid, e->slot);
+				ret = -EBADF;
+				break;
+			}
+			s->nr_msgs++;
+			if (!s->st.t_first_uffd)
+				s->st.t_first_uffd = lp_now();
+			ret = lp_proc_new(s, e->pid, j->slot_fd[e->slot], &p);
+			if (!ret)
+				p->slot = e->slot;
+			break;
+		case J_ZOMBIE:
+			ret = claim_pid(s, e->pid, true);
+			s->nr_msgs++;
+			s->st.zombies++;
+			break;
+		case J_FINISHED:
+			s->finished = true;
+			s->st.t_finished = lp_now();
+			break;
+		default:
+			ret = lp_proc_replay(s, e);
+		}
+	}
+	if (ret) {
+		pr_err("cannot replay the journal: %s", strerror(-ret));
+		return ret;
+	}
+	/* Faults whose messages the dead server read are asked again. */
+	for (struct lp_proc *p = s->procs; p; p = p->next)
+		if (!p->exited)
+			lp_proc_wake_all(p);
+	if (s->finished)
+		ret = lp_session_start_workers(s);
+	return ret;
 }

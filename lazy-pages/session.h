@@ -36,7 +36,7 @@ struct lp_config {
 	uint64_t fill_chunk_min;   /* bytes; the fill chunk restarts here after a fault */
 	uint64_t fill_chunk_max;   /* bytes; it doubles up to here while no fault comes */
 	unsigned int fault_around; /* pages installed per fault, at most (>= 1) */
-	unsigned int inject; /* LP_FILL_BUG_*: a broken protocol for the stress self-test */
+	unsigned int inject;	   /* LP_FILL_BUG_*: a broken protocol for the stress self-test */
 	unsigned int fill_threads; /* background fill threads; 0: the loop thread fills */
 };
 
@@ -52,10 +52,10 @@ struct lp_pidimg {
 /* A page-server request in flight (remote page source). */
 struct lp_req {
 	struct lp_proc *p;
-	uint64_t img; /* image address asked for */
-	uint64_t nr; /* pages asked for */
-	bool bg; /* background fill (else a fault) */
-	uint64_t fault; /* run-time page that faulted (fault requests) */
+	uint64_t img;	     /* image address asked for */
+	uint64_t nr;	     /* pages asked for */
+	bool bg;	     /* background fill (else a fault) */
+	uint64_t fault;	     /* run-time page that faulted (fault requests) */
 	struct lp_req *next; /* in the process's list of requests in flight */
 };
 
@@ -69,18 +69,19 @@ struct lp_proc {
 	struct lp_ev ev;
 	pthread_rwlock_t lock;
 	pthread_mutex_t fill_mu;
-	uint64_t fill_pos; /* workers: next run at or after this address (fill_mu) */
-	bool gone; /* a worker saw ESRCH (atomic); the loop thread ends the process */
+	uint64_t fill_pos;     /* workers: next run at or after this address (fill_mu) */
+	bool gone;	       /* a worker saw ESRCH (atomic); the loop thread ends the process */
 	uint64_t unregistered; /* a worker saw ENOENT here (atomic); the loop thread checks */
-	uint32_t pid; /* image pid; a forked child keeps its ancestor's */
+	uint32_t pid;	       /* image pid; a forked child keeps its ancestor's */
 	int uffd;
+	uint32_t slot; /* where the supervisor keeps a copy of the uffd */
 	bool exited;
 	struct lp_range_map map;
 	struct lp_pidimg *img;
 	uint64_t *retry; /* fault pages to serve again once pending events are read */
 	size_t nr_retry, cap_retry;
 	struct lp_req *reqs; /* remote requests in flight */
-	bool bg_busy; /* one background request at a time */
+	bool bg_busy;	     /* one background request at a time */
 	struct lp_proc *next;
 };
 
@@ -108,6 +109,7 @@ struct lp_session {
 	size_t nr_retry_procs;
 
 	struct lp_remote *remote; /* page server, or NULL: pages come from the images */
+	struct lp_sup *sup;	  /* supervisor link (crash journal), or NULL */
 
 	/* background fill workers */
 	pthread_mutex_t mu; /* procs list appends, worker sleep */
@@ -129,6 +131,9 @@ void lp_session_fini(struct lp_session *s);
 /* Epoll callbacks. */
 void lp_session_conn_ready(struct lp_session *s, uint32_t events);
 void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events);
+
+/* A restarted server: rebuild the state the journal describes, wake every waiter. */
+int lp_session_replay(struct lp_session *s);
 
 /* Start the fill workers (cfg->fill_threads) once restore has finished. */
 int lp_session_start_workers(struct lp_session *s);

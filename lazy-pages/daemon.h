@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* The lazy-pages daemon's process-level state, shared by the CLI and the supervisor. */
+#ifndef LP_DAEMON_H
+#define LP_DAEMON_H
+
+#include <stdbool.h>
+
+#include "image.h"
+#include "pstree.h"
+#include "session.h"
+
+struct daemon_opts {
+	const char *images_dir;
+	const char *work_dir;
+	const char *log_file;
+	const char *pidfile;
+	const char *stats_file;
+	int status_fd;
+	bool daemonize;
+	bool supervise; /* keep uffds in a supervisor and restart a dead server */
+	bool page_server;
+	const char *address;
+	int port;
+	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
+	struct lp_config cfg;
+};
+
+struct lp_daemon {
+	struct daemon_opts o;
+	struct lp_images im;
+	struct lp_pstree pt;
+	int epfd;
+	int listen_fd;
+	struct lp_session sess;
+	bool have_session;
+	struct lp_ev remote_ev;
+	bool remote_out;
+};
+
+struct lp_sup;
+
+/* Serve the restore on CONN in this process (SUP: link to a supervisor, or NULL). */
+int lp_daemon_serve(struct lp_daemon *d, int conn, struct lp_sup *sup);
+/* Run servers in child processes, holding every uffd, restarting any that dies. */
+int lp_supervise(struct lp_daemon *d, int conn);
+
+#endif
