@@ -72,8 +72,10 @@ TESTS :=
 -include kernel/kernel.mk
 -include test/test.mk
 -include test/unit/unit.mk
+-include test/crash/crash.mk
 -include criu-plugin/plugin.mk
 -include bench/bench.mk
+-include test/vm/vm.mk
 
 .PHONY: all test check deps install clean indent
 all: $(ALL)

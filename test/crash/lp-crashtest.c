@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lp-crashtest: plays `criu restore --lazy-pages` for one process while a driver kills
+ * the daemon's serving process again and again (test/crash/run.sh). Every page must
+ * still come back with the image's content, discarded ranges must read as zeros, a
+ * forked child must see the image too.
+ *
+ *   lp-crashtest write DIR          write the checkpoint
+ *   lp-crashtest restore DIR        be the restored process (daemon already listening)
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "magic.h"
+#include "uffd-abi.h"
+#include "writer.h"
+
+#define PG 4096ULL
+#define NP 8192ULL /* 32 MiB */
+#define BASE 0x210000000000ULL
+#define HOLE_START 5000 /* never dumped: must read as zeros */
+#define HOLE_LEN 32
+#define DISCARD_START 3000 /* MADV_DONTNEED during the restore */
+#define DISCARD_LEN 64
+#define NTHREADS 4
+
+static uint64_t word(uint64_t addr, unsigned int k)
+{
+	uint64_t x = addr * 0x9E3779B97F4A7C15ULL + k * 0xBF58476D1CE4E5B9ULL;
+
+	return x ^ (x >> 29);
+}
+
+static bool is_hole(uint64_t i)
+{
+	return i >= HOLE_START && i < HOLE_START + HOLE_LEN;
+}
+
+static int write_ckpt(const char *dir)
+{
+	struct lp_images im;
+	uint32_t th[NTHREADS + 1] = {1, 2, 3, 4, 5};
+	struct lp_task t = {.pid = 1, .pgid = 1, .sid = 1, .nr_threads = NTHREADS + 1, .threads = th};
+	struct lp_pstree pt = {.nr = 1, .tasks = &t};
+	struct lp_vma v = {.start = BASE, .end = BASE + NP * PG, .prot = PROT_READ | PROT_WRITE,
+			   .flags = MAP_PRIVATE | MAP_ANONYMOUS,
+			   .status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE};
+	struct lp_mm mm = {.nr = 1, .vmas = &v};
+	struct lp_pme e[2] = {
+		{.vaddr = BASE, .nr_pages = HOLE_START, .flags = PE_LAZY | PE_PRESENT},
+		{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
+		 .nr_pages = NP - HOLE_START - HOLE_LEN,
+		 .flags = PE_LAZY | PE_PRESENT},
+	};
+	struct lp_img_writer w;
+	uint64_t buf[PG / 8];
+	int ret;
+
+	mkdir(dir, 0755);
+	if (lp_images_open_dir(&im, dir))
+		return 1;
+	ret = lp_write_inventory(&im) ?: lp_write_pstree(&im, &pt) ?:
+	      lp_write_core(&im, 1, TASK_ALIVE, "crashtest") ?: lp_write_mm(&im, 1, &mm, NULL, 0) ?:
+	      lp_write_pagemap(&im, 1, 1, e, 2, LP_PM_BOTH);
+	lp_img_create(&im, "pages-1.img", RAW_IMAGE_MAGIC, &w);
+	for (uint64_t i = 0; !ret && i < NP; i++) {
+		if (is_hole(i))
+			continue;
+		for (unsigned int k = 0; k < PG / 8; k++)
+			buf[k] = word(BASE + i * PG, k);
+		ret = lp_img_write_raw(&w, buf, PG);
+	}
+	ret = lp_img_writer_close(&w) ?: ret;
+	lp_images_close(&im);
+	return ret ? 1 : 0;
+}
+
+static uint8_t *mem;
+static int failures;
+
+/* Check page I; ZERO: it must read as zeros. */
+static void check(uint64_t i, bool zero, const char *who)
+{
+	const uint64_t *p = (const uint64_t *)(mem + i * PG);
+
+	for (unsigned int k = 0; k < PG / 8; k += 37) {
+		uint64_t want = zero ? 0 : word(BASE + i * PG, k);
+
+		if (p[k] != want) {
+			fprintf(stderr, "%s: page %llu (%#llx) word %u: %#llx, expected %#llx\n", who,
+				(unsigned long long)i, (unsigned long long)(BASE + i * PG), k,
+				(unsigned long long)p[k], (unsigned long long)want);
+			__atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+}
+
+static bool discarded(uint64_t i)
+{
+	return i >= DISCARD_START && i < DISCARD_START + DISCARD_LEN;
+}
+
+static void *toucher(void *arg)
+{
+	uint64_t id = (uintptr_t)arg, seed = id * 7919 + 1;
+
+	/* Slowly, in a thread-specific order, so the daemon dies with faults in flight. */
+	for (uint64_t n = 0; n < NP / 2; n++) {
+		uint64_t i;
+
+		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+		i = seed % NP;
+		if (!discarded(i))
+			check(i, is_hole(i), "toucher");
+		if (n % 64 == 0)
+			usleep(3000);
+	}
+	return NULL;
+}
+
+static int send_uffd(int sk, int32_t pid, int uffd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} ctl;
+	char byte = 0;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			    .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	if (send(sk, &pid, 4, 0) != 4 || sendmsg(sk, &mh, 0) != 1)
+		return -1;
+	return 0;
+}
+
+static int restore(const char *dir)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = LP_UFFD_CRIU_FEATURES};
+	struct uffdio_register reg = {.range = {.start = BASE, .len = NP * PG},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint32_t fin = 0x52535446;
+	pthread_t th[NTHREADS];
+	int uffd, sk, st;
+	pid_t child;
+
+	mem = mmap((void *)BASE, NP * PG, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (mem == MAP_FAILED) {
+		perror("mmap");
+		return 2;
+	}
+	madvise(mem, NP * PG, MADV_NOHUGEPAGE);
+	uffd = lp_userfaultfd(O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg)) {
+		perror("userfaultfd");
+		return 2;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/lazy-pages.socket", dir);
+	sk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(sk, (struct sockaddr *)&sa, sizeof(sa)) || send_uffd(sk, 1, uffd)) {
+		perror("handing the uffd to the daemon");
+		return 2;
+	}
+	close(uffd);
+
+	/* Before the finish word: faults only, events, a fork. */
+	for (uintptr_t t = 0; t < NTHREADS; t++)
+		pthread_create(&th[t], NULL, toucher, (void *)t);
+	usleep(20000);
+	madvise(mem + DISCARD_START * PG, DISCARD_LEN * PG, MADV_DONTNEED);
+	child = fork();
+	if (child == 0) {
+		for (uint64_t i = 6000; i < 6400; i++)
+			check(i, false, "forked child");
+		_exit(failures ? 1 : 0);
+	}
+	for (int t = 0; t < NTHREADS; t++)
+		pthread_join(th[t], NULL);
+	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "the forked child saw wrong memory (status %#x)\n", st);
+		failures++;
+	}
+	/* Finish word: the background fill joins in; then check everything. */
+	if (send(sk, &fin, 4, 0) != 4)
+		perror("finish word");
+	for (uint64_t i = 0; i < NP; i++)
+		check(i, is_hole(i) || discarded(i), "final check");
+	close(sk);
+	printf("lp-crashtest: %llu pages checked, %d failures\n", (unsigned long long)NP, failures);
+	return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "write"))
+		return write_ckpt(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "restore"))
+		return restore(argv[2]);
+	fprintf(stderr, "usage: lp-crashtest write|restore DIR\n");
+	return 2;
+}
