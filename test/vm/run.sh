@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# VM tier: real CRIU 3.17.1 in a QEMU TCG guest (Debian bookworm's 6.1 kernel) restoring
+# workloads lazily through a lazy-pages daemon. One boot runs every scenario.
+#
+#   test/vm/run.sh [--daemon=lazypages|criu] [--scenarios=a,b,...] [--mem=MiB] [--timeout=S]
+#
+#   --daemon=criu       CRIU's own `criu lazy-pages` (the control)
+#   --daemon=lazypages  our `lazypages daemon` ($B/lazypages, the default)
+#   scenarios           single threads fork mm big neg-corrupt neg-broken-exit
+#                       neg-broken-hang neg-killed, and with lazypages server-killed
+#                       (default: all). neg-* must FAIL (a broken daemon, a killed
+#                       daemon, a corrupted page) and count as PASS when they do.
+# Env: B (build dir, default build), LP_VM_CACHE (kernel cache, default
+# ${XDG_CACHE_HOME:-$HOME/.cache}/lazypages-vm), TEST_OUT (logs, default test/out; this run's
+# in $TEST_OUT/vm-DAEMON/), LP_VM_DEBUG=1 (set -x in the guest), CI=true (a missing prerequisite fails instead of skipping).
+# Exit: 0 all passed, 1 a failure, 77 skipped (prerequisites missing, never under CI=true).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+B=${B:-build}
+# shellcheck source=test/vm/lib.sh
+. test/vm/lib.sh
+
+ALL_SCENARIOS="single threads fork mm big neg-corrupt neg-broken-exit neg-broken-hang neg-killed"
+daemon=lazypages scenarios="" mem=3072 tmo=${LP_VM_TIMEOUT:-420}
+for a in "$@"; do
+	case $a in
+	--daemon=*) daemon=${a#*=} ;;
+	--scenarios=*) scenarios=${a#*=}; scenarios=${scenarios//,/ } ;;
+	--mem=*) mem=${a#*=} ;;
+	--timeout=*) tmo=${a#*=} ;;
+	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
+	esac
+done
+case $daemon in criu|lazypages) ;; *) echo "run.sh: --daemon must be criu or lazypages" >&2; exit 2 ;; esac
+if [ -z "$scenarios" ]; then
+	scenarios=$ALL_SCENARIOS
+	# our daemon's supervisor must survive the death of its serving process
+	[ "$daemon" = criu ] || scenarios="$scenarios server-killed"
+fi
+
+t_all=$(vm_now)
+vm_need_tools
+make -s "$B/vm/workload" "$B/vm/broken-daemon" >&2 || vm_fail "cannot build the VM workload (make $B/vm/workload)"
+if [ "$daemon" = lazypages ]; then
+	[ -x "$B/lazypages" ] || vm_fail "$B/lazypages does not exist: run make first"
+	"$B/lazypages" daemon --help >/dev/null 2>&1 ||
+		vm_fail "'$B/lazypages daemon --help' fails: the daemon is not usable yet"
+fi
+
+t=$(vm_now)
+vm_kernel
+t_kernel=$(vm_since "$t")
+
+OUT=${TEST_OUT:-$ROOT/test/out}/vm-$daemon
+SHARE=$OUT/share
+rm -rf "$OUT"
+mkdir -p "$SHARE/results"
+cp test/vm/guest.sh "$SHARE/guest.sh"
+{
+	echo "MODE=test"
+	echo "DAEMON=$daemon"
+	echo "SCENARIOS='$scenarios'"
+	echo "DEBUG=${LP_VM_DEBUG:-0}"
+} >"$SHARE/config"
+
+echo "vm: daemon=$daemon scenarios: $scenarios"
+t=$(vm_now)
+rc=0
+vm_boot "$SHARE" "$mem" "$tmo" "$OUT/console.log" || rc=$?
+t_boot=$(vm_since "$t")
+
+summary=$SHARE/results/summary
+echo
+echo "vm: results (daemon=$daemon), logs in $OUT"
+pass=0 fail=0
+if [ -f "$summary" ]; then
+	while read -r tag name verdict rest; do
+		[ "$tag" = RESULT ] || continue
+		echo "$verdict $name $rest"
+		if [ "$verdict" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+	done <"$summary"
+fi
+if ! grep -qx DONE "$summary" 2>/dev/null; then
+	case $rc in
+	124|137) why="QEMU killed by the ${tmo}s time limit" ;;
+	0) why="the guest powered off before finishing" ;;
+	*) why="QEMU exited $rc" ;;
+	esac
+	echo "vm: FAIL: the VM run did not complete ($why); last console lines:"
+	tail -n 30 "$OUT/console.log" | sed 's/^/    /'
+	fail=$((fail + 1))
+fi
+for s in $scenarios; do
+	grep -q "^RESULT $s " "$summary" 2>/dev/null || { echo "FAIL $s (no result)"; fail=$((fail + 1)); }
+done
+echo "vm: timings: kernel ${t_kernel}s, boot+scenarios ${t_boot}s, total $(vm_since "$t_all")s"
+echo "vm: $pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
