@@ -428,6 +428,30 @@ static void remote_done_locked(struct lp_proc *p, struct lp_req *r, uint64_t img
 
 /* ---- faults ------------------------------------------------------------------------- */
 
+/*
+ * How many pages to install for a fault at PAGE: the configured minimum, or more when
+ * the fault continues one of the process's recent sequential streams (a thread reading
+ * through memory). Each hit doubles that stream's window up to LP_FAULT_AROUND_MAX.
+ */
+static unsigned int fault_window(struct lp_proc *p, uint64_t page, int *stream)
+{
+	unsigned int n = p->s->cfg->fault_around;
+
+	for (int k = 0; k < LP_STREAMS; k++) {
+		struct lp_stream *st = &p->streams[k];
+
+		if (st->next && page >= st->next && page < st->next + 8 * PG) {
+			st->win = st->win * 2 > LP_FAULT_AROUND_MAX ? LP_FAULT_AROUND_MAX : st->win * 2;
+			*stream = k;
+			return st->win > n ? st->win : n;
+		}
+	}
+	*stream = p->stream_rr;
+	p->stream_rr = (p->stream_rr + 1) % LP_STREAMS;
+	p->streams[*stream].win = 1;
+	return n;
+}
+
 static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 {
 	struct lp_session *s = p->s;
@@ -441,18 +465,25 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		const struct lp_seg *seg = &p->map.seg[idx];
 		uint64_t img = seg->img + (page - seg->start);
 
+		uint64_t n;
+		int k;
+
 		__atomic_store_n(&s->fill_chunk, s->cfg->fill_chunk_min, __ATOMIC_RELAXED);
 		if (img_in_flight(p, img))
 			return; /* asked for already: its arrival wakes this fault */
-		ret = remote_request(p, img, rm_run(seg, page, s->cfg->fault_around), false, page);
+		n = rm_run(seg, page, fault_window(p, page, &k));
+		p->streams[k].next = page + n * PG;
+		ret = remote_request(p, img, n, false, page);
 		if (ret)
 			proc_fatal(p, ret, page, "asking the page server for a fault");
 		return;
 	}
 	if (idx >= 0 && rm_missing(&p->map.seg[idx], page)) {
 		const struct lp_seg *seg = &p->map.seg[idx];
-		uint64_t n = rm_run(seg, page, s->cfg->fault_around);
+		int k;
+		uint64_t n = rm_run(seg, page, fault_window(p, page, &k));
 
+		p->streams[k].next = page + n * PG;
 		what = "copy for a fault";
 		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG,
 				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);

@@ -64,6 +64,14 @@ struct lp_req {
  * events, serves faults and changes the map's shape; fill workers hold it for reading
  * from choosing a run until its copy is done. fill_mu orders the workers' cursor.
  */
+#define LP_STREAMS 4 /* sequential fault streams tracked per process */
+#define LP_FAULT_AROUND_MAX 256 /* pages: a stream's window grows to 1 MiB */
+
+struct lp_stream {
+	uint64_t next; /* where the stream's next fault is expected */
+	unsigned int win; /* pages installed for its last fault */
+};
+
 struct lp_proc {
 	struct lp_session *s;
 	struct lp_ev ev;
@@ -80,6 +88,8 @@ struct lp_proc {
 	struct lp_pidimg *img;
 	uint64_t *retry; /* fault pages to serve again once pending events are read */
 	size_t nr_retry, cap_retry;
+	struct lp_stream streams[LP_STREAMS]; /* loop thread only */
+	unsigned int stream_rr;
 	struct lp_req *reqs; /* remote requests in flight */
 	bool bg_busy;	     /* one background request at a time */
 	struct lp_proc *next;
