@@ -45,6 +45,11 @@ static void daemon_usage(FILE *f)
 		"      --fill-chunk BYTES largest background copy (default 4M; K/M/G suffixes)\n"
 		"      --fill-threads N   background fill threads (default: CPUs - 1, at least 1;\n"
 		"                         0: the fault loop fills between faults)\n"
+		"      --on-demand        serve only what the processes touch: no background fill;\n"
+		"                         exit when every lazy page is in or its process is gone\n"
+		"      --record-ws FILE   write the pages the restore faulted, in order, to FILE\n"
+		"      --prefetch FILE    install FILE's pages (from --record-ws) first, right after\n"
+		"                         restore finishes, then serve faults and fill the rest\n"
 		"      --no-supervise     no supervisor: if the serving process dies, pages still\n"
 		"                         missing become zero pages (criu lazy-pages behaviour)\n"
 		"      --page-server      fetch pages from a page server (--address, --port)\n"
@@ -94,6 +99,9 @@ enum {
 	OPT_INJECT_BUG,
 	OPT_FILL_THREADS,
 	OPT_NO_SUPERVISE,
+	OPT_ON_DEMAND,
+	OPT_RECORD_WS,
+	OPT_PREFETCH,
 	OPT_IGNORED,
 	OPT_IGNORED_ARG,
 };
@@ -117,6 +125,9 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"inject-bug", required_argument, NULL, OPT_INJECT_BUG},
 		{"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
 		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
+		{"on-demand", no_argument, NULL, OPT_ON_DEMAND},
+		{"record-ws", required_argument, NULL, OPT_RECORD_WS},
+		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{"help", no_argument, NULL, 'h'},
 		/* CRIU options that mean nothing to the lazy-pages daemon */
 		{"no-default-config", no_argument, NULL, OPT_IGNORED},
@@ -199,6 +210,15 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			}
 			if (o->cfg.fill_chunk_min > o->cfg.fill_chunk_max)
 				o->cfg.fill_chunk_min = o->cfg.fill_chunk_max;
+			break;
+		case OPT_ON_DEMAND:
+			o->cfg.on_demand = true;
+			break;
+		case OPT_RECORD_WS:
+			o->cfg.record_ws = optarg;
+			break;
+		case OPT_PREFETCH:
+			o->prefetch_file = optarg;
 			break;
 		case OPT_NO_SUPERVISE:
 			o->supervise = false;
@@ -428,7 +448,8 @@ static int serve(struct lp_daemon *d)
 
 	for (;;) {
 		bool work = lp_session_has_work(s);
-		int n = epoll_wait(d->epfd, evs, 32, work ? 0 : -1);
+		bool probing = s->cfg->on_demand && s->finished;
+		int n = epoll_wait(d->epfd, evs, 32, work ? 0 : probing ? 200 : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -463,6 +484,8 @@ static int serve(struct lp_daemon *d)
 		}
 		if (lp_session_has_work(s))
 			lp_session_work(s);
+		if (probing && lp_now() - s->last_probe > 0.2)
+			lp_session_probe(s);
 		remote_update(d);
 		if (s->error)
 			return s->error;
@@ -538,6 +561,11 @@ int cmd_daemon(int argc, char **argv)
 	if (d.o.page_server && (!d.o.address || d.o.port <= 0)) {
 		pr_err("--page-server needs --address and --port");
 		return 2;
+	}
+	if (d.o.prefetch_file) {
+		if (lp_ws_load(&d.prefetch, d.o.prefetch_file))
+			return 1;
+		d.o.cfg.prefetch = &d.prefetch;
 	}
 	if (lp_images_open(&d.im, d.o.images_dir))
 		return 1;

@@ -22,6 +22,7 @@ struct daemon_opts {
 	const char *address;
 	int port;
 	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
+	const char *prefetch_file;
 	struct lp_config cfg;
 };
 
@@ -35,6 +36,7 @@ struct lp_daemon {
 	bool have_session;
 	struct lp_ev remote_ev;
 	bool remote_out;
+	struct lp_ws prefetch;
 };
 
 struct lp_sup;

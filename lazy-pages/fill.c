@@ -92,7 +92,7 @@ int lp_session_start_workers(struct lp_session *s)
 {
 	unsigned int n = s->cfg->fill_threads;
 
-	if (!n || s->workers || s->remote)
+	if (!n || s->workers || s->remote || s->cfg->on_demand)
 		return 0;
 	s->workers = calloc(n, sizeof(*s->workers));
 	if (!s->workers)

@@ -441,7 +441,8 @@ static unsigned int fault_window(struct lp_proc *p, uint64_t page, int *stream)
 		struct lp_stream *st = &p->streams[k];
 
 		if (st->next && page >= st->next && page < st->next + 8 * PG) {
-			st->win = st->win * 2 > LP_FAULT_AROUND_MAX ? LP_FAULT_AROUND_MAX : st->win * 2;
+			st->win = st->win * 2 > LP_FAULT_AROUND_MAX ? LP_FAULT_AROUND_MAX
+								    : st->win * 2;
 			*stream = k;
 			return st->win > n ? st->win : n;
 		}
@@ -473,6 +474,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 			return; /* asked for already: its arrival wakes this fault */
 		n = rm_run(seg, page, fault_window(p, page, &k));
 		p->streams[k].next = page + n * PG;
+		if (s->cfg->record_ws)
+			lp_ws_add(&s->ws, p->pid, img);
 		ret = remote_request(p, img, n, false, page);
 		if (ret)
 			proc_fatal(p, ret, page, "asking the page server for a fault");
@@ -484,6 +487,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		uint64_t n = rm_run(seg, page, fault_window(p, page, &k));
 
 		p->streams[k].next = page + n * PG;
+		if (s->cfg->record_ws)
+			lp_ws_add(&s->ws, p->pid, seg->img + (page - seg->start));
 		what = "copy for a fault";
 		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG,
 				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);
@@ -968,4 +973,102 @@ void lp_proc_wake_all(struct lp_proc *p)
 	}
 	if (start < task_top && lp_uffd_wake(p->uffd, start, task_top - start))
 		proc_warn(p, "waking its waiting threads failed: %s", strerror(errno));
+}
+
+/* ---- on-demand liveness, prefetch ----------------------------------------------------- */
+
+/* A page at or above mmap_min_addr that no lazy VMA of the images covers. */
+static uint64_t pick_probe_addr(const struct lp_proc *p)
+{
+	uint64_t a = 0x10000;
+	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "r");
+	unsigned long long v;
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) == 1 && v > a)
+			a = (v + PG - 1) & ~(PG - 1);
+		fclose(f);
+	}
+	for (size_t i = 0; i < p->img->mm.nr; i++) {
+		const struct lp_vma *vma = &p->img->mm.vmas[i];
+
+		if (a >= vma->start && a < vma->end)
+			a = vma->end;
+	}
+	return a;
+}
+
+void lp_proc_probe(struct lp_proc *p)
+{
+	struct lp_uffd_res res;
+	int ret;
+
+	if (p->exited)
+		return;
+	pthread_rwlock_wrlock(&p->lock);
+	if (!p->probe_addr)
+		p->probe_addr = pick_probe_addr(p);
+	/*
+	 * A copy to a page that is not registered: ENOENT while the process lives,
+	 * ESRCH once its mm is gone. Nothing is ever installed.
+	 */
+	ret = lp_uffd_fill(p->uffd, p->probe_addr, lp_zero_page, PG, 0, &res);
+	if (ret == -ESRCH)
+		proc_exit(p);
+	else if (!ret || res.copied)
+		proc_warn(p,
+			  "liveness probe at %#llx installed a zero page: that address is "
+			  "registered although no lazy VMA of the images covers it",
+			  (unsigned long long)p->probe_addr);
+	pthread_rwlock_unlock(&p->lock);
+}
+
+bool lp_proc_prefetch(struct lp_proc *p, uint64_t max_pages)
+{
+	const struct lp_ws *ws = p->s->cfg->prefetch;
+	struct lp_session *s = p->s;
+	uint64_t done = 0;
+
+	if (!ws || p->exited)
+		return false;
+	pthread_rwlock_wrlock(&p->lock);
+	while (p->prefetch_pos < ws->nr && done < max_pages && !p->exited) {
+		const struct lp_ws_page *w = &ws->p[p->prefetch_pos];
+		uint64_t n = 1, img = w->img;
+		struct lp_uffd_res res;
+		const struct lp_seg *seg;
+		long idx;
+		int ret;
+
+		p->prefetch_pos++;
+		if (w->pid != p->pid)
+			continue;
+		/* Consecutive pages of the same process make one copy. */
+		while (p->prefetch_pos < ws->nr && n < 256 &&
+		       ws->p[p->prefetch_pos].pid == p->pid &&
+		       ws->p[p->prefetch_pos].img == img + n * PG) {
+			n++;
+			p->prefetch_pos++;
+		}
+		idx = rm_find(&p->map, img);
+		if (idx < 0)
+			continue;
+		seg = &p->map.seg[idx];
+		if (!seg->data || seg->img + (img - seg->start) != img || !rm_missing(seg, img))
+			continue; /* moved, remote, or already there */
+		n = rm_run(seg, img, n);
+		ret = lp_uffd_fill(p->uffd, img, seg->data + (img - seg->start), n * PG, 0, &res);
+		rm_done(&p->map, idx, img, res.copied / PG + res.eexist);
+		STAT_ADD(s, pages_prefetched, res.copied / PG);
+		STAT_ADD(s, pages_filled, res.copied / PG);
+		STAT_ADD(s, bytes, res.copied);
+		STAT_ADD(s, eexist, res.eexist);
+		done += n;
+		if (ret == -ESRCH)
+			proc_exit(p);
+		else if (ret && ret != -EAGAIN && ret != -ENOENT)
+			proc_fatal(p, ret, img, "prefetch");
+	}
+	pthread_rwlock_unlock(&p->lock);
+	return p->prefetch_pos < ws->nr && !p->exited;
 }

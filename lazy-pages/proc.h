@@ -22,6 +22,11 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max);
 /* Loop thread: act on what a fill worker reported (process gone, unregistered range). */
 void lp_proc_settle(struct lp_proc *p);
 
+/* On-demand mode: is the process still there? (ends it if not) */
+void lp_proc_probe(struct lp_proc *p);
+/* Install up to MAX_PAGES of the process's pages from the --prefetch working set. */
+bool lp_proc_prefetch(struct lp_proc *p, uint64_t max_pages);
+
 struct lp_jent;
 /* Replay a journaled fork, remap, remove, unmap or exit (restarted server). */
 int lp_proc_replay(struct lp_session *s, const struct lp_jent *e);

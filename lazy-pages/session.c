@@ -75,6 +75,9 @@ err : {
 void lp_session_fini(struct lp_session *s)
 {
 	lp_session_stop_workers(s);
+	if (s->cfg->record_ws)
+		lp_ws_save(&s->ws, s->cfg->record_ws);
+	lp_ws_free(&s->ws);
 	while (s->procs) {
 		struct lp_proc *p = s->procs;
 
@@ -242,6 +245,7 @@ static int handle_word(struct lp_session *s, uint32_t w)
 		}
 		s->finished = true;
 		s->st.t_finished = lp_now();
+		s->prefetching = s->cfg->prefetch && !s->cfg->on_demand;
 		lp_sup_log(s->sup, J_FINISHED, 0, 0, 0, 0, 0, 0);
 		pr_info("restore finished: background fill starts");
 		return lp_session_start_workers(s);
@@ -334,9 +338,9 @@ void lp_session_conn_ready(struct lp_session *s, uint32_t events)
 /* Work for the loop thread itself (workers do the local fill when there are any). */
 bool lp_session_has_work(const struct lp_session *s)
 {
-	if (s->nr_retry_procs)
+	if (s->nr_retry_procs || s->prefetching)
 		return true;
-	if (!s->finished || s->nr_workers)
+	if (!s->finished || s->nr_workers || s->cfg->on_demand)
 		return false;
 	for (const struct lp_proc *p = s->procs; p; p = p->next)
 		if (!p->exited && p->map.nr_missing && !p->bg_busy)
@@ -352,7 +356,15 @@ bool lp_session_work(struct lp_session *s)
 		for (p = s->procs; p; p = p->next)
 			if (p->nr_retry)
 				lp_proc_retry(p);
-	if (!s->finished || s->nr_workers)
+	if (s->prefetching) {
+		bool more = false;
+
+		for (p = s->procs; p; p = p->next)
+			more |= lp_proc_prefetch(p, 256);
+		s->prefetching = more;
+		return true;
+	}
+	if (!s->finished || s->nr_workers || s->cfg->on_demand)
 		return s->nr_retry_procs;
 	/* One chunk for one process, round robin in arrival order. */
 	p = s->fill_cursor ? s->fill_cursor : s->procs;
@@ -441,4 +453,12 @@ int lp_session_replay(struct lp_session *s)
 	if (s->finished)
 		ret = lp_session_start_workers(s);
 	return ret;
+}
+
+void lp_session_probe(struct lp_session *s)
+{
+	s->last_probe = lp_now();
+	for (struct lp_proc *p = s->procs; p; p = p->next)
+		if (!p->exited && p->map.nr_missing)
+			lp_proc_probe(p);
 }

@@ -25,6 +25,20 @@
 
 struct lp_session;
 
+/* A working set: image pages in the order a restore first faulted them. */
+struct lp_ws_page {
+	uint32_t pid;
+	uint64_t img;
+};
+struct lp_ws {
+	struct lp_ws_page *p;
+	size_t nr, cap;
+};
+int lp_ws_add(struct lp_ws *ws, uint32_t pid, uint64_t img);
+int lp_ws_load(struct lp_ws *ws, const char *path);
+int lp_ws_save(const struct lp_ws *ws, const char *path);
+void lp_ws_free(struct lp_ws *ws);
+
 /* What an epoll event points at. */
 enum lp_ev_kind { LP_EV_LISTEN, LP_EV_CONN, LP_EV_UFFD, LP_EV_REMOTE, LP_EV_WAKE };
 struct lp_ev {
@@ -38,6 +52,9 @@ struct lp_config {
 	unsigned int fault_around; /* pages installed per fault, at most (>= 1) */
 	unsigned int inject;	   /* LP_FILL_BUG_*: a broken protocol for the stress self-test */
 	unsigned int fill_threads; /* background fill threads; 0: the loop thread fills */
+	bool on_demand;		   /* no background fill: serve faults until the processes exit */
+	const char *record_ws;	   /* write the faulted pages, in order, to this file */
+	const struct lp_ws *prefetch; /* pages to install first, after the finish word */
 };
 
 /* The image data of one dumped process, shared by it and everything it forks. */
@@ -64,11 +81,11 @@ struct lp_req {
  * events, serves faults and changes the map's shape; fill workers hold it for reading
  * from choosing a run until its copy is done. fill_mu orders the workers' cursor.
  */
-#define LP_STREAMS 4 /* sequential fault streams tracked per process */
+#define LP_STREAMS	    4	/* sequential fault streams tracked per process */
 #define LP_FAULT_AROUND_MAX 256 /* pages: a stream's window grows to 1 MiB */
 
 struct lp_stream {
-	uint64_t next; /* where the stream's next fault is expected */
+	uint64_t next;	  /* where the stream's next fault is expected */
 	unsigned int win; /* pages installed for its last fault */
 };
 
@@ -89,6 +106,8 @@ struct lp_proc {
 	uint64_t *retry; /* fault pages to serve again once pending events are read */
 	size_t nr_retry, cap_retry;
 	struct lp_stream streams[LP_STREAMS]; /* loop thread only */
+	size_t prefetch_pos;		      /* next entry of cfg->prefetch to look at */
+	uint64_t probe_addr; /* on-demand: a page never registered, to ask "alive?" */
 	unsigned int stream_rr;
 	struct lp_req *reqs; /* remote requests in flight */
 	bool bg_busy;	     /* one background request at a time */
@@ -130,6 +149,10 @@ struct lp_session {
 	int wake_fd; /* eventfd: workers wake the loop thread */
 	struct lp_ev wake_ev;
 
+	struct lp_ws ws; /* faults recorded for cfg->record_ws */
+	bool prefetching;
+	double last_probe;
+
 	struct lp_stats st;
 	int error; /* first fatal error, -errno */
 };
@@ -149,6 +172,9 @@ int lp_session_replay(struct lp_session *s);
 int lp_session_start_workers(struct lp_session *s);
 void lp_session_stop_workers(struct lp_session *s);
 void lp_session_wake_ready(struct lp_session *s);
+
+/* On-demand mode: find out which processes exited (no copies tell us). */
+void lp_session_probe(struct lp_session *s);
 
 /* One step of background work (a fill chunk, deferred retries). True if more is pending. */
 bool lp_session_work(struct lp_session *s);

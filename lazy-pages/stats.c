@@ -67,7 +67,7 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 	}
 	fprintf(f,
 		"{\n  \"processes\": %u,\n  \"zombies\": %u,\n  \"forks\": %u,\n  \"exited\": %u,\n"
-		"  \"lazy_pages\": %llu,\n  \"fork_pages\": %llu,\n  \"pages_faulted\": %llu,\n  \"pages_filled\": %llu,\n"
+		"  \"lazy_pages\": %llu,\n  \"fork_pages\": %llu,\n  \"pages_faulted\": %llu,\n  \"pages_filled\": %llu,\n  \"pages_prefetched\": %llu,\n"
 		"  \"pages_zero\": %llu,\n  \"pages_dropped\": %llu,\n  \"pages_orphaned\": %llu,\n"
 		"  \"eexist\": %llu,\n  \"bytes\": %llu,\n  \"fault_messages\": %llu,\n"
 		"  \"events\": {\"fork\": %llu, \"remap\": %llu, \"remove\": %llu, \"unmap\": %llu},\n"
@@ -76,13 +76,14 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		"  \"seconds_total\": %.6f\n}\n",
 		st->procs, st->zombies, st->forks, st->exited, (unsigned long long)st->lazy_pages,
 		(unsigned long long)st->fork_pages, (unsigned long long)st->pages_faulted,
-		(unsigned long long)st->pages_filled, (unsigned long long)st->pages_zero,
-		(unsigned long long)st->pages_dropped, (unsigned long long)st->pages_orphaned,
-		(unsigned long long)st->eexist, (unsigned long long)st->bytes,
-		(unsigned long long)st->faults, (unsigned long long)st->ev_fork,
-		(unsigned long long)st->ev_remap, (unsigned long long)st->ev_remove,
-		(unsigned long long)st->ev_unmap, since(st->t_resident, st->t_finished),
-		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start));
+		(unsigned long long)st->pages_filled, (unsigned long long)st->pages_prefetched,
+		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_dropped,
+		(unsigned long long)st->pages_orphaned, (unsigned long long)st->eexist,
+		(unsigned long long)st->bytes, (unsigned long long)st->faults,
+		(unsigned long long)st->ev_fork, (unsigned long long)st->ev_remap,
+		(unsigned long long)st->ev_remove, (unsigned long long)st->ev_unmap,
+		since(st->t_resident, st->t_finished), since(st->t_resident, st->t_first_uffd),
+		since(lp_now(), st->t_start));
 	if (fclose(f)) {
 		int e = -errno;
 
