@@ -52,19 +52,19 @@ int lp_read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int lp_images_open_dir(struct lp_images *im, const char *path)
+static int open_dir_at(struct lp_images *im, int base, const char *path, const char *display)
 {
 	struct stat st;
 
 	memset(im, 0, sizeof(*im));
-	im->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	im->dirfd = openat(base, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (im->dirfd < 0) {
 		int e = -errno;
 
-		pr_err("cannot open images directory %s: %s", path, strerror(-e));
+		pr_err("cannot open images directory %s: %s", display, strerror(-e));
 		return e;
 	}
-	im->path = strdup(path);
+	im->path = strdup(display);
 	if (!im->path) {
 		close(im->dirfd);
 		return -ENOMEM;
@@ -74,14 +74,35 @@ int lp_images_open_dir(struct lp_images *im, const char *path)
 	return 0;
 }
 
+int lp_images_open_dir(struct lp_images *im, const char *path)
+{
+	return open_dir_at(im, AT_FDCWD, path, path);
+}
+
+static int check_inventory(struct lp_images *im, const char *path);
+
 int lp_images_open(struct lp_images *im, const char *path)
+{
+	int ret = lp_images_open_dir(im, path);
+
+	return ret ?: check_inventory(im, path);
+}
+
+int lp_images_open_sub(struct lp_images *im, const struct lp_images *base, const char *name)
+{
+	char display[4096];
+	int ret;
+
+	snprintf(display, sizeof(display), "%s/%s", base->path, name);
+	ret = open_dir_at(im, base->dirfd, name, display);
+	return ret ?: check_inventory(im, display);
+}
+
+static int check_inventory(struct lp_images *im, const char *path)
 {
 	InventoryEntry *inv = NULL;
 	int ret;
 
-	ret = lp_images_open_dir(im, path);
-	if (ret)
-		return ret;
 	ret = lp_img_read_one(im, "inventory.img", INVENTORY_MAGIC, &inventory_entry__descriptor,
 			      (void **)&inv);
 	if (ret == -ENOENT)

@@ -26,6 +26,8 @@ struct lp_images {
 
 /* Open DIR and check inventory.img. */
 int lp_images_open(struct lp_images *im, const char *path);
+/* Open directory NAME inside BASE (e.g. "parent") and check its inventory. */
+int lp_images_open_sub(struct lp_images *im, const struct lp_images *base, const char *name);
 /* Open DIR without an inventory (the checkpoint being written). */
 int lp_images_open_dir(struct lp_images *im, const char *path);
 void lp_images_close(struct lp_images *im);

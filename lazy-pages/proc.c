@@ -51,10 +51,108 @@ static inline int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t 
 
 void lp_pidimg_free(struct lp_pidimg *img)
 {
+	if (img->parent)
+		lp_pidimg_free(img->parent);
+	if (img->pdir) {
+		lp_images_close(img->pdir);
+		free(img->pdir);
+	}
 	lp_mm_free(&img->mm);
 	lp_pagemap_free(&img->pm);
 	lp_pages_close(&img->pages);
 	free(img);
+}
+
+/*
+ * The pre-dump chain: DIR/parent is the previous checkpoint; its pagemap-<pid>.img and
+ * pages hold the data of this checkpoint's PE_PARENT entries (recursively). Page data
+ * of a parent always comes from local images, also in remote mode.
+ */
+static int load_parent(const struct lp_images *im, struct lp_pidimg *img, int depth)
+{
+	struct lp_pidimg *par;
+	int ret;
+
+	if (depth > 32) {
+		pr_err("%s: parent chain deeper than 32: a loop of parent links?", im->path);
+		return -ELOOP;
+	}
+	img->pdir = calloc(1, sizeof(*img->pdir));
+	par = calloc(1, sizeof(*par));
+	if (!img->pdir || !par) {
+		free(par);
+		return -ENOMEM;
+	}
+	img->pdir->dirfd = -1;
+	ret = lp_images_open_sub(img->pdir, im, "parent");
+	if (ret) {
+		free(par);
+		free(img->pdir);
+		img->pdir = NULL;
+		return ret;
+	}
+	par->pid = img->pid;
+	par->pages.fd = -1;
+	ret = lp_pagemap_load(img->pdir, img->pid, &par->pm);
+	if (!ret)
+		ret = lp_pages_open(img->pdir, par->pm.pages_id, par->pm.present_bytes,
+				    &par->pages);
+	if (!ret && img->pdir->has_parent)
+		ret = load_parent(img->pdir, par, depth + 1);
+	if (ret) {
+		lp_pidimg_free(par);
+		return ret;
+	}
+	img->parent = par;
+	return 0;
+}
+
+/*
+ * Where the data of ADDR lives along the parent chain of IMG: returns a pointer and, in
+ * *run, how many bytes from ADDR the same entry covers; NULL if no level has it.
+ */
+static const uint8_t *parent_data(const struct lp_pidimg *img, uint64_t addr, uint64_t *run)
+{
+	for (const struct lp_pidimg *p = img->parent; p; p = p->parent) {
+		const struct lp_pme *e = lp_pagemap_find(&p->pm, addr);
+		uint64_t left;
+
+		if (!e) {
+			size_t i = lp_pagemap_lower_bound(&p->pm, addr);
+
+			/* nothing here: skip to the next entry of this level */
+			*run = i < p->pm.nr ? p->pm.e[i].vaddr - addr : UINT64_MAX;
+			return NULL;
+		}
+		left = lp_pme_end(e) - addr;
+		if (left < *run)
+			*run = left;
+		if (e->flags & PE_PRESENT)
+			return lp_pages_ptr(&p->pages, e->pages_off + (addr - e->vaddr), *run);
+		if (!(e->flags & PE_PARENT))
+			return NULL; /* lazy-only in the parent: nobody has it */
+	}
+	return NULL;
+}
+
+/* PE_PARENT range [a, b) of a lazy VMA: the daemon serves what the chain holds. */
+static int add_parent_range(struct lp_proc *p, uint64_t a, uint64_t b)
+{
+	while (a < b) {
+		uint64_t run = b - a;
+		const uint8_t *data = parent_data(p->img, a, &run);
+		int ret;
+
+		if (run > b - a)
+			run = b - a;
+		if (data) {
+			ret = rm_add(&p->map, a, a + run, a, data);
+			if (ret)
+				return ret;
+		}
+		a += run;
+	}
+	return 0;
 }
 
 int lp_pidimg_get(struct lp_session *s, uint32_t pid, struct lp_pidimg **out)
@@ -78,6 +176,8 @@ int lp_pidimg_get(struct lp_session *s, uint32_t pid, struct lp_pidimg **out)
 		ret = lp_pagemap_load(s->im, pid, &img->pm);
 	if (!ret && !s->remote)
 		ret = lp_pages_open(s->im, img->pm.pages_id, img->pm.present_bytes, &img->pages);
+	if (!ret && s->im->has_parent)
+		ret = load_parent(s->im, img, 1);
 	if (ret) {
 		lp_pidimg_free(img);
 		return ret;
@@ -99,9 +199,9 @@ static int build_map(struct lp_proc *p)
 		const struct lp_pme *e = &img->pm.e[i];
 		uint64_t end = lp_pme_end(e);
 
-		if (!(e->flags & PE_LAZY))
+		if (!(e->flags & PE_LAZY) && !((e->flags & PE_PARENT) && img->parent))
 			continue;
-		if (!(e->flags & PE_PRESENT) && !p->s->remote) {
+		if (!(e->flags & (PE_PRESENT | PE_PARENT)) && !p->s->remote) {
 			pr_err("%s/%s: lazy pages at %#llx (%llu pages) are not in the images: they "
 			       "were dumped with --lazy-pages and must come from the source's page "
 			       "server (use --page-server --address A --port P)",
@@ -124,6 +224,17 @@ static int build_map(struct lp_proc *p)
 					  "does not register: left to restore",
 					  (unsigned long long)a, (unsigned long long)b,
 					  lp_vma_kind(vma));
+				continue;
+			}
+			if (e->flags & PE_PARENT) {
+				/*
+				 * Restore fills parent pages itself, unless it took them for
+				 * lazy (CRIU issue 2853); serving them is safe either way: a
+				 * page already there answers EEXIST.
+				 */
+				ret = add_parent_range(p, a, b);
+				if (ret)
+					return ret;
 				continue;
 			}
 			/* Remote mode: everything lazy comes from the page server. */
@@ -718,8 +829,20 @@ static void read_events(struct lp_proc *p)
 			return;
 		}
 		journal_events(p, msgs, n / sizeof(msgs[0]), slots);
+		/*
+		 * read() returns pending faults before events, so every fault of a batch
+		 * is older than its events. Apply the events first: a FORK must clone the
+		 * map as it was when the child's page tables were copied, before this
+		 * batch's faults are installed in the parent only (the child would lose
+		 * those pages). A fault served after a REMAP/REMOVE/UNMAP of its address
+		 * is re-checked against the updated map and woken if it has gone.
+		 */
 		for (size_t i = 0; i < n / sizeof(msgs[0]) && !p->exited; i++)
-			handle_msg(p, &msgs[i], slots[i]);
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				handle_msg(p, &msgs[i], slots[i]);
+		for (size_t i = 0; i < n / sizeof(msgs[0]) && !p->exited; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_msg(p, &msgs[i], slots[i]);
 	}
 	if (p->nr_retry)
 		retry_locked(p);

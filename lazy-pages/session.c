@@ -22,6 +22,7 @@
 #include "proc.h"
 #include "session.h"
 #include "supervisor.h"
+#include "uffd.h"
 
 int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const struct lp_images *im,
 		    const struct lp_pstree *pt, int epfd, int conn)
@@ -194,12 +195,19 @@ static int recv_uffd(struct lp_session *s)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[0]);
 		l = readlink(path, link, sizeof(link) - 1);
 		link[l > 0 ? l : 0] = 0;
-		if (!strstr(link, "userfaultfd")) {
+		/* Exactly: a FIFO or file merely named "userfaultfd" is not one. */
+		if (strcmp(link, "anon_inode:[userfaultfd]")) {
 			pr_err("pid %d: the fd restore sent is not a userfaultfd (%s)", s->cur_pid,
 			       l > 0 ? link : "unknown");
 			close(fds[0]);
 			return -EPROTO;
 		}
+	}
+	/* Before UFFDIO_API every other ioctl fails with EINVAL; a wake is harmless. */
+	if (lp_uffd_wake(fds[0], 1ULL << 30, 4096) == -EINVAL) {
+		pr_err("pid %d: its userfaultfd was not set up with UFFDIO_API", s->cur_pid);
+		close(fds[0]);
+		return -EPROTO;
 	}
 	{
 		struct lp_proc *p;
@@ -308,6 +316,10 @@ void lp_session_conn_ready(struct lp_session *s, uint32_t events)
 			if (s->finished) {
 				pr_info("restore closed the connection");
 			} else {
+				if (s->word_len)
+					pr_err("restore closed the connection after %zu of the 4 "
+					       "bytes of a pid or the finish word",
+					       s->word_len);
 				pr_err("restore closed the connection before it finished (%zu of "
 				       "%zu tasks announced): did criu restore fail? See its log",
 				       s->nr_msgs, s->pt->nr);

@@ -63,6 +63,8 @@ struct lp_pidimg {
 	struct lp_mm mm;
 	struct lp_pagemap pm;
 	struct lp_pages pages;
+	struct lp_images *pdir; /* the parent checkpoint (pre-dump chain), if any */
+	struct lp_pidimg *parent; /* this pid's pagemap and pages there */
 	struct lp_pidimg *next;
 };
 

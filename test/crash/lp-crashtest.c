@@ -7,6 +7,11 @@
  *
  *   lp-crashtest write DIR          write the checkpoint
  *   lp-crashtest restore DIR        be the restored process (daemon already listening)
+ *
+ * Pre-copy + post-copy (test/modes): `write-parent DIR` writes DIR/parent, a full
+ * checkpoint with older contents, and DIR whose first half is PE_PARENT; `restore-parent
+ * DIR` leaves those pages missing (as CRIU may, issue 2853) and `restore-parent-eager DIR`
+ * fills them itself and then changes some: either way every page must end up right.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -26,14 +31,14 @@
 #include "uffd-abi.h"
 #include "writer.h"
 
-#define PG 4096ULL
-#define NP 8192ULL /* 32 MiB */
-#define BASE 0x210000000000ULL
-#define HOLE_START 5000 /* never dumped: must read as zeros */
-#define HOLE_LEN 32
+#define PG	      4096ULL
+#define NP	      8192ULL /* 32 MiB */
+#define BASE	      0x210000000000ULL
+#define HOLE_START    5000 /* never dumped: must read as zeros */
+#define HOLE_LEN      32
 #define DISCARD_START 3000 /* MADV_DONTNEED during the restore */
-#define DISCARD_LEN 64
-#define NTHREADS 4
+#define DISCARD_LEN   64
+#define NTHREADS      4
 
 static uint64_t word(uint64_t addr, unsigned int k)
 {
@@ -42,18 +47,112 @@ static uint64_t word(uint64_t addr, unsigned int k)
 	return x ^ (x >> 29);
 }
 
+static int parent_mode; /* 0: none, 1: parent pages left to the daemon, 2: restore fills them */
+
+static bool is_parent(uint64_t i)
+{
+	return parent_mode && i < NP / 2;
+}
+
+/* Content of page I, word K, as the process had it at the final dump. */
+static uint64_t expect(uint64_t i, unsigned int k)
+{
+	uint64_t w = word(BASE + i * PG, k);
+
+	if (is_parent(i))
+		w ^= 0x5555555555555555ULL; /* unchanged since the pre-dump */
+	if (parent_mode == 2 && is_parent(i) && i % 16 == 0 && k == 0)
+		w = 0x600d; /* written by the restored process before the finish word */
+	return w;
+}
+
 static bool is_hole(uint64_t i)
 {
 	return i >= HOLE_START && i < HOLE_START + HOLE_LEN;
+}
+
+static int write_pages(struct lp_images *im, bool old, uint64_t from, uint64_t to)
+{
+	struct lp_img_writer w;
+	uint64_t buf[PG / 8];
+	int ret = 0;
+
+	lp_img_create(im, "pages-1.img", RAW_IMAGE_MAGIC, &w);
+	for (uint64_t i = from; !ret && i < to; i++) {
+		if (is_hole(i))
+			continue;
+		for (unsigned int k = 0; k < PG / 8; k++)
+			buf[k] = word(BASE + i * PG, k) ^ (old ? 0x5555555555555555ULL : 0);
+		ret = lp_img_write_raw(&w, buf, PG);
+	}
+	return lp_img_writer_close(&w) ?: ret;
+}
+
+/* DIR/parent: everything, older content; DIR: first half PE_PARENT, second half new. */
+static int write_parent_ckpt(const char *dir)
+{
+	char pdir[4096];
+	struct lp_images im;
+	uint32_t th[NTHREADS + 1] = {1, 2, 3, 4, 5};
+	struct lp_task t = {
+		.pid = 1, .pgid = 1, .sid = 1, .nr_threads = NTHREADS + 1, .threads = th};
+	struct lp_pstree pt = {.nr = 1, .tasks = &t};
+	struct lp_vma v = {.start = BASE,
+			   .end = BASE + NP * PG,
+			   .prot = PROT_READ | PROT_WRITE,
+			   .flags = MAP_PRIVATE | MAP_ANONYMOUS,
+			   .status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE};
+	struct lp_mm mm = {.nr = 1, .vmas = &v};
+	struct lp_pme pe[2] = {
+		{.vaddr = BASE, .nr_pages = HOLE_START, .flags = PE_LAZY | PE_PRESENT},
+		{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
+		 .nr_pages = NP - HOLE_START - HOLE_LEN,
+		 .flags = PE_LAZY | PE_PRESENT},
+	};
+	struct lp_pme te[3] = {
+		{.vaddr = BASE, .nr_pages = NP / 2, .flags = PE_PARENT},
+		{.vaddr = BASE + NP / 2 * PG,
+		 .nr_pages = HOLE_START - NP / 2,
+		 .flags = PE_LAZY | PE_PRESENT},
+		{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
+		 .nr_pages = NP - HOLE_START - HOLE_LEN,
+		 .flags = PE_LAZY | PE_PRESENT},
+	};
+	int ret;
+
+	parent_mode = 1;
+	mkdir(dir, 0755);
+	snprintf(pdir, sizeof(pdir), "%s/parent", dir);
+	mkdir(pdir, 0755);
+	for (int level = 0; level < 2; level++) {
+		if (lp_images_open_dir(&im, level ? dir : pdir))
+			return 1;
+		ret = lp_write_inventory(&im) ?: lp_write_pstree(&im, &pt) ?:
+		      lp_write_core(&im, 1, TASK_ALIVE, "crashtest") ?:
+		      lp_write_mm(&im, 1, &mm, NULL, 0);
+		if (!level)
+			ret = ret ?: lp_write_pagemap(&im, 1, 1, pe, 2, LP_PM_BOTH) ?:
+				     write_pages(&im, true, 0, NP);
+		else
+			ret = ret ?: lp_write_pagemap(&im, 1, 1, te, 3, LP_PM_BOTH) ?:
+				     write_pages(&im, false, NP / 2, NP);
+		lp_images_close(&im);
+		if (ret)
+			return 1;
+	}
+	return 0;
 }
 
 static int write_ckpt(const char *dir)
 {
 	struct lp_images im;
 	uint32_t th[NTHREADS + 1] = {1, 2, 3, 4, 5};
-	struct lp_task t = {.pid = 1, .pgid = 1, .sid = 1, .nr_threads = NTHREADS + 1, .threads = th};
+	struct lp_task t = {
+		.pid = 1, .pgid = 1, .sid = 1, .nr_threads = NTHREADS + 1, .threads = th};
 	struct lp_pstree pt = {.nr = 1, .tasks = &t};
-	struct lp_vma v = {.start = BASE, .end = BASE + NP * PG, .prot = PROT_READ | PROT_WRITE,
+	struct lp_vma v = {.start = BASE,
+			   .end = BASE + NP * PG,
+			   .prot = PROT_READ | PROT_WRITE,
 			   .flags = MAP_PRIVATE | MAP_ANONYMOUS,
 			   .status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE};
 	struct lp_mm mm = {.nr = 1, .vmas = &v};
@@ -95,11 +194,11 @@ static void check(uint64_t i, bool zero, const char *who)
 	const uint64_t *p = (const uint64_t *)(mem + i * PG);
 
 	for (unsigned int k = 0; k < PG / 8; k += 37) {
-		uint64_t want = zero ? 0 : word(BASE + i * PG, k);
+		uint64_t want = zero ? 0 : expect(i, k);
 
 		if (p[k] != want) {
-			fprintf(stderr, "%s: page %llu (%#llx) word %u: %#llx, expected %#llx\n", who,
-				(unsigned long long)i, (unsigned long long)(BASE + i * PG), k,
+			fprintf(stderr, "%s: page %llu (%#llx) word %u: %#llx, expected %#llx\n",
+				who, (unsigned long long)i, (unsigned long long)(BASE + i * PG), k,
 				(unsigned long long)p[k], (unsigned long long)want);
 			__atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
 			return;
@@ -138,7 +237,9 @@ static int send_uffd(int sk, int32_t pid, int uffd)
 	} ctl;
 	char byte = 0;
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl.buf,
 			    .msg_controllen = sizeof(ctl.buf)};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
@@ -169,6 +270,11 @@ static int restore(const char *dir)
 		return 2;
 	}
 	madvise(mem, NP * PG, MADV_NOHUGEPAGE);
+	if (parent_mode == 2) /* restore fills parent pages eagerly (before registering) */
+		for (uint64_t i = 0; i < NP / 2; i++)
+			for (unsigned int k = 0; k < PG / 8; k++)
+				((uint64_t *)(mem + i * PG))[k] =
+					word(BASE + i * PG, k) ^ 0x5555555555555555ULL;
 	uffd = lp_userfaultfd(O_CLOEXEC | O_NONBLOCK);
 	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg)) {
 		perror("userfaultfd");
@@ -182,6 +288,9 @@ static int restore(const char *dir)
 	}
 	close(uffd);
 
+	if (parent_mode == 2) /* the process changes some restored pages */
+		for (uint64_t i = 0; i < NP / 2; i += 16)
+			*(uint64_t *)(mem + i * PG) = 0x600d;
 	/* Before the finish word: faults only, events, a fork. */
 	for (uintptr_t t = 0; t < NTHREADS; t++)
 		pthread_create(&th[t], NULL, toucher, (void *)t);
@@ -215,6 +324,16 @@ int main(int argc, char **argv)
 		return write_ckpt(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "restore"))
 		return restore(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "write-parent"))
+		return write_parent_ckpt(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "restore-parent")) {
+		parent_mode = 1;
+		return restore(argv[2]);
+	}
+	if (argc == 3 && !strcmp(argv[1], "restore-parent-eager")) {
+		parent_mode = 2;
+		return restore(argv[2]);
+	}
 	fprintf(stderr, "usage: lp-crashtest write|restore DIR\n");
 	return 2;
 }

@@ -6,7 +6,7 @@ set -u
 B=${B:-build}
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d /tmp/lp-modes.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 pass=0 fail=0
 
 stat() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
@@ -19,14 +19,26 @@ run() {
 	shift
 	rargs=("$@")
 	st="$work/$name.json"
-	rm -f "$img/lazy-pages.socket"
-	"$B/lazypages" daemon -D "$img" -o "$work/$name.log" -v3 --stats-file "$st" "${dargs[@]}" &
-	local d=$!
-	for _ in $(seq 100); do [ -S "$img/lazy-pages.socket" ] && break; sleep 0.05; done
+	start_daemon "$img" "$name" --stats-file "$st" "${dargs[@]}"
 	timeout 60 "$B/lp-restore" -D "$img" -q "${rargs[@]}" >"$work/$name.out" 2>&1
 	rrc=$?
-	timeout 30 tail --pid=$d -f /dev/null
-	wait $d
+	stop_daemon
+}
+
+# start_daemon DIR NAME ARGS...: start it and wait for its readiness byte (--status-fd)
+start_daemon() {
+	local dir=$1 name=$2; shift 2
+	rm -f "$work/$name.ready"
+	"$B/lazypages" daemon -D "$dir" -o "$work/$name.log" -v3 "$@" --status-fd 3 3>"$work/$name.ready" &
+	dpid=$!
+	for _ in $(seq 200); do [ -s "$work/$name.ready" ] && return 0; sleep 0.05; done
+	echo "daemon $name did not become ready"
+}
+
+# stop_daemon: wait up to 30 s for it to finish by itself, then kill it; sets $drc
+stop_daemon() {
+	timeout 30 tail --pid=$dpid -f /dev/null || kill -KILL $dpid 2>/dev/null
+	wait $dpid
 	drc=$?
 }
 
@@ -63,6 +75,19 @@ check prefetch "every page accounted for" test $(( $(stat "$st" pages_faulted) +
 printf '1 zz\n' >"$work/bad.ws"
 "$B/lazypages" daemon -D "$img" --prefetch "$work/bad.ws" 2>"$work/bad.err"; rc=$?
 check prefetch-bad "bad file: exit 1 naming file:line" test $rc -eq 1 -a -n "$(grep "bad.ws:1" "$work/bad.err")"
+
+# Pre-copy + post-copy: DIR/parent holds the older pages (PE_PARENT in DIR).
+pimg="$work/parent-ckpt"
+"$B/lp-crashtest" write-parent "$pimg" || exit 1
+for mode in restore-parent restore-parent-eager; do
+	start_daemon "$pimg" "$mode" --stats-file "$work/$mode.json"
+	timeout 60 "$B/lp-crashtest" "$mode" "$pimg" >"$work/$mode.out" 2>&1
+	rrc=$?
+	stop_daemon
+	check "$mode" "parent chain: daemon exit 0, every page right" test $rrc -eq 0 -a $drc -eq 0
+done
+check restore-parent-eager "pages restore filled (and the process changed) answer EEXIST" \
+	test "$(stat "$work/restore-parent-eager.json" eexist)" -gt 0
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
