@@ -71,6 +71,7 @@ TESTS :=
 # Per-directory fragments add programs to ALL and test steps to TESTS.
 -include kernel/kernel.mk
 -include test/test.mk
+-include test/restore-double/double.mk
 -include test/unit/unit.mk
 -include test/crash/crash.mk
 -include criu-plugin/plugin.mk
