@@ -449,7 +449,11 @@ static int serve(struct lp_daemon *d)
 	for (;;) {
 		bool work = lp_session_has_work(s);
 		bool probing = s->cfg->on_demand && s->finished;
-		int n = epoll_wait(d->epfd, evs, 32, work ? 0 : probing ? 200 : -1);
+		int n = epoll_wait(d->epfd, evs, 32,
+				   work		    ? 0
+				   : s->prefetching ? 1
+				   : probing	    ? 200
+						    : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -972,6 +972,44 @@ void lp_proc_settle(struct lp_proc *p)
 }
 
 /*
+ * The next run of the --prefetch working set for this process (fill_mu held, read lock
+ * held). Returns -1 when the working set is used up, 0 for an entry that needs nothing,
+ * else the run's page count with *idx, *addr, *nr set.
+ */
+static long prefetch_claim(struct lp_proc *p, size_t *idx, uint64_t *addr, uint64_t *nr)
+{
+	const struct lp_ws *ws = p->s->cfg->prefetch;
+
+	while (p->prefetch_pos < ws->nr) {
+		const struct lp_ws_page *w = &ws->p[p->prefetch_pos];
+		uint64_t n = 1, img = w->img;
+		const struct lp_seg *seg;
+		long k;
+
+		p->prefetch_pos++;
+		if (w->pid != p->pid)
+			continue;
+		while (p->prefetch_pos < ws->nr && n < 256 &&
+		       ws->p[p->prefetch_pos].pid == p->pid &&
+		       ws->p[p->prefetch_pos].img == img + n * PG) {
+			n++;
+			p->prefetch_pos++;
+		}
+		k = rm_find(&p->map, img);
+		if (k < 0)
+			return 0;
+		seg = &p->map.seg[k];
+		if (!seg->data || seg->img + (img - seg->start) != img || !rm_missing(seg, img))
+			return 0; /* moved, remote, or already there */
+		*idx = k;
+		*addr = img;
+		*nr = rm_run(seg, img, n);
+		return *nr;
+	}
+	return -1;
+}
+
+/*
  * One chunk of background fill from a fill worker thread: under the read lock, claim the
  * next missing run after the process's fill cursor, copy it, mark it present.
  * Returns pages installed, or -1 if the process has nothing left for workers.
@@ -992,6 +1030,23 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 		return -1;
 	}
 	pthread_mutex_lock(&p->fill_mu);
+	if (s->cfg->prefetch && !s->cfg->on_demand) {
+		long n = prefetch_claim(p, &idx, &addr, &nr);
+
+		if (n >= 0) {
+			pthread_mutex_unlock(&p->fill_mu);
+			if (n == 0) { /* that entry is no longer missing */
+				pthread_rwlock_unlock(&p->lock);
+				return 0;
+			}
+			seg = &p->map.seg[idx];
+			ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG,
+					   s->cfg->inject, &res);
+			rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
+			STAT_ADD(s, pages_prefetched, res.copied / PG);
+			goto account;
+		}
+	}
 	found = rm_next_run(&p->map, p->fill_pos, max / PG ? max / PG : 1, &idx, &addr, &nr);
 	if (!found && p->fill_pos) {
 		p->fill_pos = 0; /* wrap: pick up what an EAGAIN or ENOENT left behind */
@@ -1008,6 +1063,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
 	rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
+account:
 	STAT_ADD(s, pages_filled, res.copied / PG);
 	STAT_ADD(s, bytes, res.copied);
 	STAT_ADD(s, eexist, res.eexist);
@@ -1158,6 +1214,7 @@ bool lp_proc_prefetch(struct lp_proc *p, uint64_t max_pages)
 	while (p->prefetch_pos < ws->nr && done < max_pages && !p->exited) {
 		const struct lp_ws_page *w = &ws->p[p->prefetch_pos];
 		uint64_t n = 1, img = w->img;
+		size_t at = p->prefetch_pos;
 		struct lp_uffd_res res;
 		const struct lp_seg *seg;
 		long idx;
@@ -1187,6 +1244,12 @@ bool lp_proc_prefetch(struct lp_proc *p, uint64_t max_pages)
 		STAT_ADD(s, bytes, res.copied);
 		STAT_ADD(s, eexist, res.eexist);
 		done += n;
+		if (ret == -ENOENT && !s->finished) {
+			/* Restore has not registered the VMA yet: try again a little later. */
+			p->prefetch_pos = at;
+			s->prefetch_after = lp_now() + 0.001;
+			break;
+		}
 		if (ret == -ESRCH)
 			proc_exit(p);
 		else if (ret && ret != -EAGAIN && ret != -ENOENT)

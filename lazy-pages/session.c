@@ -221,6 +221,12 @@ static int recv_uffd(struct lp_session *s)
 		}
 		pr_info("pid %d: uffd received, %llu lazy pages", s->cur_pid,
 			(unsigned long long)p->map.nr_missing);
+		/*
+		 * The working set goes in as soon as restore registers the VMAs, before
+		 * the process runs (the restored task waits for the finish word).
+		 */
+		if (s->cfg->prefetch && !s->cfg->on_demand)
+			s->prefetching = true;
 		if (s->sup) {
 			ret = lp_sup_handover(s->sup, p->uffd);
 			if (ret >= 0) {
@@ -253,7 +259,9 @@ static int handle_word(struct lp_session *s, uint32_t w)
 		}
 		s->finished = true;
 		s->st.t_finished = lp_now();
-		s->prefetching = s->cfg->prefetch && !s->cfg->on_demand;
+		/* With fill workers they take over the prefetch; else the loop thread goes on. */
+		if (s->cfg->fill_threads)
+			s->prefetching = false;
 		lp_sup_log(s->sup, J_FINISHED, 0, 0, 0, 0, 0, 0);
 		pr_info("restore finished: background fill starts");
 		return lp_session_start_workers(s);
@@ -350,7 +358,7 @@ void lp_session_conn_ready(struct lp_session *s, uint32_t events)
 /* Work for the loop thread itself (workers do the local fill when there are any). */
 bool lp_session_has_work(const struct lp_session *s)
 {
-	if (s->nr_retry_procs || s->prefetching)
+	if (s->nr_retry_procs || (s->prefetching && lp_now() >= s->prefetch_after))
 		return true;
 	if (!s->finished || s->nr_workers || s->cfg->on_demand)
 		return false;
@@ -368,7 +376,7 @@ bool lp_session_work(struct lp_session *s)
 		for (p = s->procs; p; p = p->next)
 			if (p->nr_retry)
 				lp_proc_retry(p);
-	if (s->prefetching) {
+	if (s->prefetching && lp_now() >= s->prefetch_after) {
 		bool more = false;
 
 		for (p = s->procs; p; p = p->next)

@@ -63,7 +63,7 @@ struct lp_pidimg {
 	struct lp_mm mm;
 	struct lp_pagemap pm;
 	struct lp_pages pages;
-	struct lp_images *pdir; /* the parent checkpoint (pre-dump chain), if any */
+	struct lp_images *pdir;	  /* the parent checkpoint (pre-dump chain), if any */
 	struct lp_pidimg *parent; /* this pid's pagemap and pages there */
 	struct lp_pidimg *next;
 };
@@ -151,8 +151,9 @@ struct lp_session {
 	int wake_fd; /* eventfd: workers wake the loop thread */
 	struct lp_ev wake_ev;
 
-	struct lp_ws ws; /* faults recorded for cfg->record_ws */
-	bool prefetching;
+	struct lp_ws ws;       /* faults recorded for cfg->record_ws */
+	bool prefetching;      /* the loop thread installs the --prefetch set */
+	double prefetch_after; /* not before this time (VMAs not registered yet) */
 	double last_probe;
 
 	struct lp_stats st;
