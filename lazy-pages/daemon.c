@@ -571,11 +571,13 @@ int cmd_daemon(int argc, char **argv)
 			return 1;
 		d.o.cfg.prefetch = &d.prefetch;
 	}
-	if (lp_images_open(&d.im, d.o.images_dir))
+	if (lp_images_open(&d.im, d.o.images_dir)) {
+		lp_ws_free(&d.prefetch);
 		return 1;
+	}
 	if (lp_pstree_load(&d.im, &d.pt)) {
-		lp_images_close(&d.im);
-		return 1;
+		ret = -EINVAL;
+		goto out;
 	}
 	if (chdir(d.o.work_dir)) {
 		pr_perror("cannot use work dir %s", d.o.work_dir);
@@ -608,15 +610,13 @@ int cmd_daemon(int argc, char **argv)
 		ret = lp_supervise(&d, ret);
 	else
 		ret = lp_daemon_serve(&d, ret, NULL);
-	lp_pstree_free(&d.pt);
-	lp_images_close(&d.im);
-	log_close();
-	return ret;
+	ret = ret ? -EIO : 0; /* the exit code was printed with its reason */
 out:
 	if (d.listen_fd >= 0)
 		close(d.listen_fd);
 	lp_pstree_free(&d.pt);
 	lp_images_close(&d.im);
+	lp_ws_free(&d.prefetch);
 	log_close();
 	return ret ? 1 : 0;
 }

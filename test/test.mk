@@ -45,7 +45,27 @@ $(FUZZ_B)/%.o: %.c | $(FUZZ_PB_C:.c=.h)
 $(FUZZ_B)/fuzz_%: $(FUZZ_B)/test/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread -o $@ $^ $(PB_LIBS)
 
+# fuzz_restore_sock drives the daemon's restore-socket parser (session.c) through a
+# socketpair, so it links the daemon's own objects (all but main.c and the other commands;
+# the harness has its own cli_verbosity for daemon.c).
+FUZZ_LP_CLI := $(addprefix lazy-pages/,main.c show.c check.c)
+FUZZ_LP_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out $(FUZZ_LP_CLI),$(LP_SRCS)))
+FUZZ_TARGETS += $(FUZZ_B)/fuzz_restore_sock
+
+$(FUZZ_B)/fuzz_restore_sock: $(FUZZ_B)/test/fuzz/fuzz_restore_sock.o $(FUZZ_LP_OBJS) \
+		$(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread -o $@ $^ $(PB_LIBS) $(LP_LDLIBS)
+
 .PHONY: fuzz
 fuzz: $(FUZZ_TARGETS)
 
 -include $(shell find $(FUZZ_B) -name '*.d' 2>/dev/null)
+
+# ---- hostile: a misbehaving criu restore on the restore socket (test/hostile/) ------------
+# Starts the real daemon ($(B)/lazypages) per case; registered in test/TESTS.
+TEST_HOSTILE := $(B)/test/hostile/hostile
+
+$(TEST_HOSTILE): $(B)/test/hostile/hostile.o $(LIBLP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+ALL += $(TEST_HOSTILE)

@@ -48,6 +48,8 @@ fi
 echo "$(ls "$tmp/seeds" | wc -l) seeds"
 
 # libFuzzer exits 77 on a crash by default, which test/run.sh would take for a skip.
-exec build-fuzz/fuzz_images -max_total_time="$T" -timeout=10 -rss_limit_mb=2048 \
+# Not exec: the EXIT trap removes the seeds and corpus.
+build-fuzz/fuzz_images -max_total_time="$T" -timeout=10 -rss_limit_mb=2048 \
 	-error_exitcode=1 -timeout_exitcode=1 \
 	-print_final_stats=1 -artifact_prefix="$ART/fuzz-images-" "$tmp/corpus" "$tmp/seeds"
+exit $?
