@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -45,6 +46,8 @@ static void daemon_usage(FILE *f)
 		"      --fill-chunk BYTES largest background copy (default 4M; K/M/G suffixes)\n"
 		"      --fill-threads N   background fill threads (default: CPUs - 1, at least 1;\n"
 		"                         0: the fault loop fills between faults)\n"
+		"      --restores N       serve N restores of this checkpoint, each as it connects\n"
+		"                         (0: until killed); --stats-file F becomes F.1, F.2, ...\n"
 		"      --on-demand        serve only what the processes touch: no background fill;\n"
 		"                         exit when every lazy page is in or its process is gone\n"
 		"      --record-ws FILE   write the pages the restore faulted, in order, to FILE\n"
@@ -100,6 +103,7 @@ enum {
 	OPT_FILL_THREADS,
 	OPT_NO_SUPERVISE,
 	OPT_ON_DEMAND,
+	OPT_RESTORES,
 	OPT_RECORD_WS,
 	OPT_PREFETCH,
 	OPT_IGNORED,
@@ -126,6 +130,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
 		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
 		{"on-demand", no_argument, NULL, OPT_ON_DEMAND},
+		{"restores", required_argument, NULL, OPT_RESTORES},
 		{"record-ws", required_argument, NULL, OPT_RECORD_WS},
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{"help", no_argument, NULL, 'h'},
@@ -153,6 +158,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	o->cfg.fault_around = 1;
 	o->ps_hdr_size = 24;
 	o->supervise = true;
+	o->restores = 1;
 	{
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -210,6 +216,9 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			}
 			if (o->cfg.fill_chunk_min > o->cfg.fill_chunk_max)
 				o->cfg.fill_chunk_min = o->cfg.fill_chunk_max;
+			break;
+		case OPT_RESTORES:
+			o->restores = atoi(optarg);
 			break;
 		case OPT_ON_DEMAND:
 			o->cfg.on_demand = true;
@@ -549,6 +558,73 @@ int lp_daemon_serve(struct lp_daemon *d, int conn, struct lp_sup *sup)
 	return ret ? 1 : 0;
 }
 
+static int serve_one(struct lp_daemon *d, int conn)
+{
+	int ret = d->o.supervise ? lp_supervise(d, conn) : lp_daemon_serve(d, conn, NULL);
+
+	return ret ? -EIO : 0; /* the failure was logged with its reason */
+}
+
+/*
+ * --restores N: serve N restores of the same checkpoint (0: until killed), each in its
+ * own process as soon as it connects; they share the pages files through the page cache.
+ * Exit 0 when every one of them succeeded.
+ */
+static int serve_many(struct lp_daemon *d)
+{
+	unsigned int started = 0, failed = 0, live = 0;
+	const char *stats = d->o.stats_file;
+	char stats_k[4096];
+
+	while (!d->o.restores || started < d->o.restores) {
+		int conn, st;
+		pid_t pid;
+
+		/* reap what has finished meanwhile */
+		while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+			live--;
+			failed += !WIFEXITED(st) || WEXITSTATUS(st);
+		}
+		do
+			conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		while (conn < 0 && errno == EINTR);
+		if (conn < 0) {
+			pr_perror("accept on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
+			break;
+		}
+		started++;
+		pr_info("restore %u connected", started);
+		pid = fork();
+		if (pid < 0) {
+			pr_perror("fork for restore %u", started);
+			close(conn);
+			failed++;
+			continue;
+		}
+		if (pid == 0) {
+			close(d->listen_fd);
+			d->listen_fd = -1;
+			if (stats) {
+				snprintf(stats_k, sizeof(stats_k), "%s.%u", stats, started);
+				d->o.stats_file = stats_k;
+			}
+			_exit(serve_one(d, conn) ? 1 : 0);
+		}
+		close(conn);
+		live++;
+	}
+	while (live) {
+		int st;
+
+		if (waitpid(-1, &st, 0) < 0)
+			break;
+		live--;
+		failed += !WIFEXITED(st) || WEXITSTATUS(st);
+	}
+	pr_msg("served %u restore%s, %u failed", started, started == 1 ? "" : "s", failed);
+	return failed ? -EIO : 0;
+}
+
 int cmd_daemon(int argc, char **argv)
 {
 	struct lp_daemon d = {.epfd = -1, .listen_fd = -1};
@@ -603,14 +679,14 @@ int cmd_daemon(int argc, char **argv)
 	signal_ready(&d);
 	pr_info("serving %s: %zu task%s in pstree.img", d.im.path, d.pt.nr,
 		d.pt.nr == 1 ? "" : "s");
+	if (d.o.restores != 1) {
+		ret = serve_many(&d);
+		goto out;
+	}
 	ret = accept_restore(&d);
 	if (ret < 0)
 		goto out;
-	if (d.o.supervise)
-		ret = lp_supervise(&d, ret);
-	else
-		ret = lp_daemon_serve(&d, ret, NULL);
-	ret = ret ? -EIO : 0; /* the exit code was printed with its reason */
+	ret = serve_one(&d, ret);
 out:
 	if (d.listen_fd >= 0)
 		close(d.listen_fd);

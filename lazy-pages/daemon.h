@@ -17,7 +17,8 @@ struct daemon_opts {
 	const char *stats_file;
 	int status_fd;
 	bool daemonize;
-	bool supervise; /* keep uffds in a supervisor and restart a dead server */
+	bool supervise;	       /* keep uffds in a supervisor and restart a dead server */
+	unsigned int restores; /* restores to serve, each in its own process (0: no limit) */
 	bool page_server;
 	const char *address;
 	int port;

@@ -76,6 +76,23 @@ printf '1 zz\n' >"$work/bad.ws"
 "$B/lazypages" daemon -D "$img" --prefetch "$work/bad.ws" 2>"$work/bad.err"; rc=$?
 check prefetch-bad "bad file: exit 1 naming file:line" test $rc -eq 1 -a -n "$(grep "bad.ws:1" "$work/bad.err")"
 
+# One checkpoint, several restores at once from one daemon (--restores N).
+mimg="$work/many"
+"$B/mkckpt" -D "$mimg" -S 8M -p 2 -z 1 -q || exit 1
+start_daemon "$mimg" many --restores 3 --stats-file "$work/many.json"
+for k in 1 2 3; do timeout 60 "$B/lp-restore" -D "$mimg" -q >"$work/many.$k.out" 2>&1 & done
+rcs=0
+for j in $(jobs -p | grep -v "^$dpid$"); do wait "$j" || rcs=$((rcs + 1)); done
+stop_daemon
+check many "three concurrent restores verified, daemon exit 0" test $rcs -eq 0 -a $drc -eq 0
+check many "one stats file per restore" test -s "$work/many.json.1" -a -s "$work/many.json.2" -a -s "$work/many.json.3"
+# ... and one of them failing makes the daemon fail.
+start_daemon "$mimg" many-fail --restores 2
+timeout 60 "$B/lp-restore" -D "$mimg" -q >"$work/many-fail.1.out" 2>&1
+timeout 60 "$B/lp-restore" -D "$mimg" -q --no-finish --timeout 5 >"$work/many-fail.2.out" 2>&1
+stop_daemon
+check many-fail "a restore that never finishes: daemon exit 1" test $drc -eq 1
+
 # Pre-copy + post-copy: DIR/parent holds the older pages (PE_PARENT in DIR).
 pimg="$work/parent-ckpt"
 "$B/lp-crashtest" write-parent "$pimg" || exit 1
