@@ -42,6 +42,9 @@ $(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: images/proto/%.proto
 	@mkdir -p $(B)/proto
 	$(PROTOC_C) --c_out=$(B)/proto -Iimages/proto $<
 
+# Generated files are kept, not deleted as intermediates.
+.SECONDARY: $(PB_C) $(PB_H)
+
 # Generated protobuf-c code is not ours to warn about.
 $(B)/proto/%.pb-c.o: $(B)/proto/%.pb-c.c
 	$(CC) $(CPPFLAGS) $(filter-out -Werror,$(CFLAGS)) -c -o $@ $<
