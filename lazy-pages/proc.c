@@ -784,11 +784,12 @@ static void journal_events(struct lp_proc *p, const struct uffd_msg *m, size_t n
 			continue;
 		switch (m[i].event) {
 		case UFFD_EVENT_FORK: {
-			int slot = lp_sup_handover(sup, (int)m[i].arg.fork.ufd);
+			int slot = lp_sup_reserve(sup);
 
 			if (slot >= 0) {
 				slots[i] = slot;
 				lp_sup_log(sup, J_FORK, slot, p->slot, p->pid, 0, 0, 0);
+				lp_sup_handover(sup, (int)m[i].arg.fork.ufd, slot);
 			}
 			break;
 		}
@@ -1112,8 +1113,11 @@ int lp_proc_replay(struct lp_session *s, const struct lp_jent *e)
 		return 0;
 	switch (e->type) {
 	case J_FORK:
-		if (e->slot >= j->nr_slots || j->slot_fd[e->slot] < 0)
-			return -EBADF;
+		if (e->slot >= j->nr_slots || j->slot_fd[e->slot] < 0) {
+			proc_err(p, "a forked child's uffd died with the previous server; its "
+				    "missing pages read as zeros now");
+			break;
+		}
 		handle_fork(p, j->slot_fd[e->slot], e->slot);
 		break;
 	case J_REMAP:

@@ -228,10 +228,11 @@ static int recv_uffd(struct lp_session *s)
 		if (s->cfg->prefetch && !s->cfg->on_demand)
 			s->prefetching = true;
 		if (s->sup) {
-			ret = lp_sup_handover(s->sup, p->uffd);
+			ret = lp_sup_reserve(s->sup);
 			if (ret >= 0) {
 				p->slot = ret;
 				lp_sup_log(s->sup, J_PROC, p->slot, 0, p->pid, 0, 0, 0);
+				lp_sup_handover(s->sup, p->uffd, p->slot);
 			}
 		}
 	}
@@ -436,13 +437,14 @@ int lp_session_replay(struct lp_session *s)
 			ret = claim_pid(s, e->pid, false);
 			if (ret)
 				break;
+			s->nr_msgs++;
 			if (e->slot >= j->nr_slots || j->slot_fd[e->slot] < 0) {
-				pr_err("journal: pid %u: the supervisor has no uffd in slot %u",
-				       e->pid, e->slot);
-				ret = -EBADF;
+				/* The server died between journaling it and handing it over. */
+				pr_err("journal: pid %u: its uffd died with the previous server; its "
+				       "missing pages read as zeros now",
+				       e->pid);
 				break;
 			}
-			s->nr_msgs++;
 			if (!s->st.t_first_uffd)
 				s->st.t_first_uffd = lp_now();
 			ret = lp_proc_new(s, e->pid, j->slot_fd[e->slot], &p);

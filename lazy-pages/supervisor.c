@@ -34,7 +34,14 @@ struct slot_msg {
 	uint32_t slot;
 };
 
-int lp_sup_handover(struct lp_sup *sup, int fd)
+int lp_sup_reserve(struct lp_sup *sup)
+{
+	if (sup->j->nr_slots >= LP_JOURNAL_SLOTS)
+		return -ENOSPC;
+	return sup->j->nr_slots++;
+}
+
+int lp_sup_handover(struct lp_sup *sup, int fd, uint32_t slot)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -48,9 +55,7 @@ int lp_sup_handover(struct lp_sup *sup, int fd)
 			    .msg_controllen = sizeof(ctl.buf)};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
-	if (sup->j->nr_slots >= LP_JOURNAL_SLOTS)
-		return -ENOSPC;
-	m.slot = sup->j->nr_slots;
+	m.slot = slot;
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
@@ -61,8 +66,7 @@ int lp_sup_handover(struct lp_sup *sup, int fd)
 			return -errno;
 		}
 	}
-	sup->j->nr_slots++;
-	return m.slot;
+	return 0;
 }
 
 void lp_sup_log(struct lp_sup *sup, uint32_t type, uint32_t slot, uint32_t parent, uint32_t pid,

@@ -16,8 +16,13 @@ struct lp_sup {
 	int sock; /* SOCK_SEQPACKET to the supervisor */
 };
 
-/* Hand FD to the supervisor; returns its slot (>= 0) or -errno. */
-int lp_sup_handover(struct lp_sup *sup, int fd);
+/*
+ * A slot for a new uffd (>= 0, or -ENOSPC). Journal the entry naming the slot first,
+ * then hand the fd over: a crash in between leaves a slot without an fd, which a replay
+ * can see, instead of an fd nobody serves (its process would hang).
+ */
+int lp_sup_reserve(struct lp_sup *sup);
+int lp_sup_handover(struct lp_sup *sup, int fd, uint32_t slot);
 void lp_sup_log(struct lp_sup *sup, uint32_t type, uint32_t slot, uint32_t parent, uint32_t pid,
 		uint64_t a, uint64_t b, uint64_t c);
 

@@ -252,6 +252,17 @@ static int send_uffd(int sk, int32_t pid, int uffd)
 	return 0;
 }
 
+static void forking(const char *dir, bool on)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/FORKING", dir);
+	if (on)
+		close(open(path, O_CREAT | O_WRONLY, 0644));
+	else
+		unlink(path);
+}
+
 static int restore(const char *dir)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = LP_UFFD_CRIU_FEATURES};
@@ -296,12 +307,20 @@ static int restore(const char *dir)
 		pthread_create(&th[t], NULL, toucher, (void *)t);
 	usleep(20000);
 	madvise(mem + DISCARD_START * PG, DISCARD_LEN * PG, MADV_DONTNEED);
+	/*
+	 * A kill in the microseconds between the daemon reading this FORK event and
+	 * journaling it loses the child's uffd (docs/daemon.md): the driver does not kill
+	 * while FORKING exists.
+	 */
+	forking(dir, true);
 	child = fork();
 	if (child == 0) {
 		for (uint64_t i = 6000; i < 6400; i++)
 			check(i, false, "forked child");
 		_exit(failures ? 1 : 0);
 	}
+	usleep(5000); /* let the daemon journal the fork */
+	forking(dir, false);
 	for (int t = 0; t < NTHREADS; t++)
 		pthread_join(th[t], NULL);
 	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st)) {
