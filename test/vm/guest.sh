@@ -99,18 +99,19 @@ fail() {
 	return 1
 }
 
-# start_daemon KIND: start a lazy-pages daemon on $IMG, wait for its readiness byte.
+# start_daemon KIND: start a lazy-pages daemon on $IMG (more options in $DEXTRA), wait for
+# its readiness byte.
 # Sets DPID (the daemon itself) and DJOB (a wrapper that writes "EXITCODE END_CS" to
 # $W/daemon.exit when the daemon ends, so its exit time is measured, not polled).
 start_daemon() {
 	rm -f "$W/status" "$W/daemon.exit" "$W/daemon.pid"
 	mkfifo "$W/status"
 	case $1 in
-	criu) set -- timeout "$DTMO" criu lazy-pages -D "$IMG" --status-fd 9 -o "$W/daemon.log" -v4 ;;
+	criu) set -- timeout "$DTMO" criu lazy-pages -D "$IMG" --status-fd 9 -o "$W/daemon.log" -v4 $DEXTRA ;;
 	lazypages)
 		[ -x /lp/lazypages ] || { fail "no lazypages binary in the initramfs (build it first)"; return 1; }
 		set -- timeout "$DTMO" /lp/lazypages daemon -D "$IMG" --status-fd 9 -o "$W/daemon.log" -v4 \
-			--stats-file "$W/stats.json"
+			--stats-file "$W/stats.json" $DEXTRA
 		;;
 	broken-*) set -- timeout "$DTMO" /lp/broken-daemon "--mode=${1#broken-}" -D "$IMG" --status-fd 9 -o "$W/daemon.log" ;;
 	*) fail "unknown daemon $1"; return 1 ;;
@@ -142,6 +143,27 @@ wait_daemon() {
 	return 0
 }
 
+# wait_plugin_daemon SECONDS RESTORE_LOG WHY: the daemon the CRIU plugin started (its pid is
+# in CRIU's RESTORE_LOG, its own log beside it; it is not our child, so how it ended is read
+# from its log and its --stats-file): check the plugin saw a lazy restore for the reason
+# WHY (a regex), wait for the daemon to end, check it delivered everything. Sets T_DAEMON
+# (polled, to 50 ms).
+wait_plugin_daemon() {
+	dlog=$(dirname "$2")/lazy-pages.log
+	grep -q "lazypages-plugin: lazy restore ($3" "$2" ||
+		{ fail "the plugin did not see a lazy restore ($3): $(grep -m1 'lazypages-plugin' "$2")"; return 1; }
+	DPID=$(sed -n 's/.*lazypages-plugin: lazypages daemon pid \([0-9]*\) listens.*/\1/p' "$2" | head -n 1)
+	[ -n "$DPID" ] || { fail "$(basename "$2") does not say which daemon the plugin started"; return 1; }
+	pp=$(awk '/^PPid:/ { print $2 }' "/proc/$DPID/status" 2>/dev/null)
+	[ -z "$pp" ] || [ "$(cat "/proc/$pp/comm" 2>/dev/null)" != criu ] ||
+		{ fail "the plugin's daemon (pid $DPID) is a child of criu (pid $pp)"; return 1; }
+	wait_gone "$DPID" "$1" || { fail "the plugin's daemon (pid $DPID) still running ${1}s after restore"; return 1; }
+	T_DAEMON=$(($(now_cs) - t0))
+	[ -s "$W/stats.json" ] || { fail "the plugin's daemon wrote no --stats-file: it did not finish ($(tail -n 1 "$dlog"))"; return 1; }
+	! grep -q 'lazy restore failed' "$dlog" ||
+		{ fail "daemon: $(grep -m1 'lazy restore failed' "$dlog")"; return 1; }
+}
+
 # The steps of one scenario; returns non-zero at the first failure (REASON says why).
 steps() {
 	setsid /lp/workload -m "$MIB" $WOPTS -p "$W/pid" >>"$W/workload.log" 2>&1 </dev/null &
@@ -158,12 +180,30 @@ steps() {
 	wait_gone "$WPID" 10 || { fail "pid $WPID still alive after dump"; return 1; }
 	IMGSZ=$(du -sm "$IMG" | awk '{ print $1 }')
 
-	t=$(now_cs)
-	start_daemon "$DKIND" || return 1
-	T_READY=$(($(now_cs) - t))
+	# the daemon: started here, or by the CRIU plugin inside criu restore (plugin*)
+	LAZY=--lazy-pages PLUG=""
+	case $DKIND in
+	plugin) PLUG="--libdir /lp/plugin" ;;
+	plugin-eager) PLUG="--libdir /lp/plugin" LAZY="" ;;
+	plugin-existing) PLUG="--libdir /lp/plugin" ;;
+	esac
+	if [ -n "$PLUG" ] && [ ! -f /lp/plugin/lazypages_plugin.so ]; then
+		fail "no CRIU plugin in the initramfs (build criu-plugin/lazypages_plugin.so first)"
+		return 1
+	fi
+	case $DKIND in
+	plugin|plugin-eager) ;;
+	plugin-existing) start_daemon lazypages || return 1 ;;
+	*)
+		t=$(now_cs)
+		start_daemon "$DKIND" || return 1
+		T_READY=$(($(now_cs) - t))
+		;;
+	esac
 
 	t0=$(now_cs)
-	timeout "$TMO" criu restore -D "$IMG" --lazy-pages -d -o "$W/restore.log" -v4 \
+	LAZYPAGES_BIN=/lp/lazypages LAZYPAGES_DAEMON_ARGS="--stats-file $W/stats.json" \
+		timeout "$TMO" criu restore -D "$IMG" $LAZY $PLUG -d -o "$W/restore.log" -v4 \
 		>"$W/restore.out" 2>&1 </dev/null &
 	RJOB=$!
 	if [ "$KILL" != 0 ]; then
@@ -206,9 +246,26 @@ steps() {
 	grep -q '^VERIFY.*result=PASS' "$W/workload.log" ||
 		{ fail "$(grep -E '^(CORRUPT|VERIFY|FAIL)' "$W/workload.log" | head -n 2 | tr '\n' ' ')"; return 1; }
 
-	wait_daemon "$DTMO" || { fail "daemon still running ${DTMO}s after restore"; return 1; }
-	T_DAEMON=$((DEND - t0))
-	[ "$DRC" = 0 ] || { fail "daemon exited $DRC"; return 1; }
+	case $DKIND in
+	plugin) wait_plugin_daemon "$DTMO" "$W/restore.log" "criu command line has --lazy-pages" || return 1 ;;
+	plugin-eager)
+		grep -q 'lazypages-plugin: not a lazy restore' "$W/restore.log" ||
+			{ fail "the plugin did not say it stays idle in a restore without --lazy-pages"; return 1; }
+		! grep -q 'lazypages-plugin: starting' "$W/restore.log" ||
+			{ fail "the plugin started a daemon for a restore without --lazy-pages"; return 1; }
+		;;
+	*)
+		if [ "$DKIND" = plugin-existing ]; then
+			grep -q 'lazypages-plugin: .*a daemon already listens' "$W/restore.log" ||
+				{ fail "the plugin did not notice the daemon already listening"; return 1; }
+			! grep -q 'lazypages-plugin: starting' "$W/restore.log" ||
+				{ fail "the plugin started a second daemon"; return 1; }
+		fi
+		wait_daemon "$DTMO" || { fail "daemon still running ${DTMO}s after restore"; return 1; }
+		T_DAEMON=$((DEND - t0))
+		[ "$DRC" = 0 ] || { fail "daemon exited $DRC"; return 1; }
+		;;
+	esac
 
 	n=$(last_tick "$W/workload.log")
 	wait_tick "$W/workload.log" $((n + 3)) 20 "$WPID" ||
@@ -225,7 +282,7 @@ steps() {
 scenario() {
 	NAME=$1 DKIND=$2 EXPECT=$3 MIB=$4 WOPTS=$5 KILL=${6:-0}  # KILL: 0, tree or server
 	W=/tmp/s/$NAME IMG=/img/$NAME
-	REASON="" WPID="" DPID="" DJOB="" WJOB=""
+	REASON="" WPID="" DPID="" DJOB="" WJOB="" DEXTRA=""
 	T_DUMP=0 T_READY=0 T_RESTORE=0 T_VERIFY=0 T_DAEMON=0 IMGSZ=0
 	KIND_FORK=0
 	case " $WOPTS " in *" -f "*) KIND_FORK=1 ;; esac
@@ -261,7 +318,7 @@ scenario() {
 		say "  --- $NAME workload.log (ticks omitted):"
 		grep -v '^tick' "$W/workload.log" 2>/dev/null | tail -n 15 | sed 's/^/    /'
 		say "  --- last tick: $(last_tick "$W/workload.log")"
-		for f in dump.log restore.log daemon.log daemon.out; do
+		for f in dump.log restore.log daemon.log daemon.out lazy-pages.log; do
 			[ -s "$W/$f" ] || continue
 			say "  --- $NAME $f (errors, last lines):"
 			grep -E 'Error|error|FAIL|fatal' "$W/$f" | tail -n 8 | sed 's/^/    /'
@@ -270,6 +327,247 @@ scenario() {
 	fi
 	save_logs "$R/$NAME"
 	rm -rf "$IMG"
+	echo "$line"
+	echo "$line" >>"$R/summary"
+}
+
+# --- runc: a container live-migrated through lazy restore --------------------------------
+# A busybox rootfs whose init is the workload (static) runs under runc 1.1.5; runc
+# checkpoints it, and `runc restore --lazy-pages` restores it as a new container whose
+# memory comes from the lazy-pages daemon. Modes:
+#   local        runc checkpoint (a regular dump) to $IMG; the daemon serves $IMG
+#   page-server  runc checkpoint --lazy-pages --page-server 127.0.0.1:PORT: CRIU dumps all
+#                but the lazy pages and serves those itself, the container frozen; the
+#                daemon fetches them (--page-server); the source ends once all arrived
+# The daemon is started by hand in the restore's work dir, or (DKIND=plugin) by the CRIU
+# plugin inside the `criu swrk` that runc starts (CRIU_LIBS_DIR; runc passes its
+# environment on; the plugin finds lazypages on PATH and reads --lazy-pages from runc's
+# command line). The workload's output goes through a pipe: runc hands its stdio to the
+# container, and on restore its new stdio takes the dumped pipe's place (inherit-fd).
+RUNC_MIB=32
+
+# runc_bundle DIR: rootfs (busybox + the workload) and config.json (runc spec's defaults,
+# without terminal, network namespace and cgroup mount; args = the workload)
+runc_bundle() {
+	mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/sys" "$1/rootfs/dev" "$1/rootfs/tmp"
+	cp /bin/busybox "$1/rootfs/bin/busybox"
+	ln -s busybox "$1/rootfs/bin/sh"
+	cp /lp/workload "$1/rootfs/workload"
+	cat >"$1/config.json" <<EOF
+{
+	"ociVersion": "1.0.2-dev",
+	"process": {
+		"terminal": false,
+		"user": { "uid": 0, "gid": 0 },
+		"args": [ "/workload", "-m", "$RUNC_MIB" ],
+		"env": [ "PATH=/bin" ],
+		"cwd": "/",
+		"capabilities": {
+			"bounding": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ],
+			"effective": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ],
+			"permitted": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ],
+			"ambient": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ]
+		},
+		"rlimits": [ { "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 } ],
+		"noNewPrivileges": true
+	},
+	"root": { "path": "rootfs", "readonly": true },
+	"hostname": "lp-runc",
+	"mounts": [
+		{ "destination": "/proc", "type": "proc", "source": "proc" },
+		{ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+		  "options": [ "nosuid", "strictatime", "mode=755", "size=65536k" ] },
+		{ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+		  "options": [ "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5" ] },
+		{ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+		  "options": [ "nosuid", "noexec", "nodev", "mode=1777", "size=65536k" ] },
+		{ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+		  "options": [ "nosuid", "noexec", "nodev" ] },
+		{ "destination": "/sys", "type": "sysfs", "source": "sysfs",
+		  "options": [ "nosuid", "noexec", "nodev", "ro" ] }
+	],
+	"linux": {
+		"resources": { "devices": [ { "allow": false, "access": "rwm" } ] },
+		"namespaces": [ { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" } ],
+		"maskedPaths": [ "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+			"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+			"/sys/firmware", "/proc/scsi" ],
+		"readonlyPaths": [ "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger" ]
+	}
+}
+EOF
+}
+
+# runc_state ID: the container's status (running, stopped, ...) or nothing
+runc_state() { runc state "$1" 2>/dev/null | sed -n 's/.*"status": "\([a-z]*\)".*/\1/p'; }
+
+runc_steps() {
+	[ -x /usr/sbin/runc ] || { fail "no runc in the initramfs"; return 1; }
+	if [ "$DKIND" = plugin ] && [ ! -f /lp/plugin/lazypages_plugin.so ]; then
+		fail "no CRIU plugin in the initramfs (build criu-plugin/lazypages_plugin.so first)"
+		return 1
+	fi
+	runc_bundle "$BUNDLE"
+	mkdir -p "$W/dump" "$W/work"
+
+	# 1. the container
+	( : | timeout 60 runc run -d -b "$BUNDLE" --pid-file "$W/src.pid" "$SRC" 2>&1 |
+		cat >>"$W/workload.log" ) &
+	WJOB=$!
+	wait_line '^READY' "$W/workload.log" 60 "$WJOB" ||
+		{ fail "the container's workload did not get READY: $(tail -n 2 "$W/workload.log" | tr '\n' ' ')"; return 1; }
+	WPID=$(cat "$W/src.pid" 2>/dev/null)
+	[ "$(runc_state "$SRC")" = running ] || { fail "runc state $SRC: not running"; return 1; }
+	wait_tick "$W/workload.log" 2 20 "$WPID" || { fail "the container's workload does not tick"; return 1; }
+
+	# 2. checkpoint
+	t=$(now_cs)
+	case $MODE in
+	local)
+		timeout "$TMO" runc checkpoint --image-path "$IMG" --work-path "$W/dump" "$SRC" \
+			>"$W/checkpoint.out" 2>&1 ||
+			{ fail "runc checkpoint exited $?: $(tail -n 2 "$W/checkpoint.out" | tr '\n' ' ')"; return 1; }
+		wait_gone "$WPID" 10 || { fail "the checkpointed container (pid $WPID) still runs"; return 1; }
+		;;
+	page-server)
+		rm -f "$W/ps-status"
+		mkfifo "$W/ps-status"
+		(
+			timeout "$TMO" runc checkpoint --lazy-pages --page-server "127.0.0.1:$RUNC_PORT" \
+				--status-fd 9 --image-path "$IMG" --work-path "$W/dump" "$SRC" \
+				9>"$W/ps-status" >"$W/checkpoint.out" 2>&1
+			echo $? >"$W/checkpoint.rc"
+		) &
+		CKJOB=$!
+		b=$(timeout 60 dd if="$W/ps-status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+		rm -f "$W/ps-status"
+		[ "$b" = 00 ] || { fail "runc checkpoint --lazy-pages: no readiness byte from its page server (read '$b'): $(tail -n 2 "$W/checkpoint.out" | tr '\n' ' ')"; return 1; }
+		DEXTRA="--page-server --address 127.0.0.1 --port $RUNC_PORT"
+		;;
+	esac
+	T_DUMP=$(($(now_cs) - t))
+	N0=$(last_tick "$W/workload.log")
+	IMGSZ=$(du -sm "$IMG" | awk '{ print $1 }')
+
+	# 3. the daemon, by hand in the restore's work dir (or by the plugin, below)
+	PLUGENV=""
+	if [ "$DKIND" = plugin ]; then
+		PLUGENV="CRIU_LIBS_DIR=/lp/plugin PATH=/lp:$PATH LAZYPAGES_DAEMON_ARGS=--stats-file=$W/stats.json"
+		[ "$MODE" = page-server ] && PLUGENV="$PLUGENV LAZYPAGES_PAGE_SERVER=127.0.0.1:$RUNC_PORT"
+	else
+		t=$(now_cs)
+		DEXTRA="-W $W/work $DEXTRA"
+		start_daemon "$DKIND" || return 1
+		T_READY=$(($(now_cs) - t))
+	fi
+
+	# 4. restore, lazily, as a new container
+	t0=$(now_cs)
+	(
+		: | {
+			env $PLUGENV timeout "$TMO" runc restore -d --lazy-pages --image-path "$IMG" \
+				--work-path "$W/work" -b "$BUNDLE" --pid-file "$W/dst.pid" "$DST"
+			echo $? >"$W/restore.rc"
+		} 2>&1 | cat >>"$W/workload-restored.log"
+	) &
+	WJOB2=$!
+	end=$(($(now_cs) + TMO * 100 + 500))
+	while [ ! -s "$W/restore.rc" ] && [ "$(now_cs)" -lt "$end" ]; do usleep 50000; done
+	T_RESTORE=$(($(now_cs) - t0))
+	[ "$(cat "$W/restore.rc" 2>/dev/null)" = 0 ] ||
+		{ fail "runc restore exited $(cat "$W/restore.rc" 2>/dev/null): $(grep -v '^tick' "$W/workload-restored.log" | tail -n 2 | tr '\n' ' ')"; return 1; }
+	WPID=$(cat "$W/dst.pid" 2>/dev/null)
+	[ "$(runc_state "$DST")" = running ] || { fail "runc state $DST: $(runc_state "$DST"), not running"; return 1; }
+
+	# 5. verify: every page, the output going on from where it was, the daemon done
+	runc kill "$DST" USR1 || { fail "runc kill $DST USR1 failed"; return 1; }
+	wait_line '^VERIFY' "$W/workload-restored.log" "$VTMO" "$WPID"
+	case $? in
+	1) fail "no VERIFY from the restored container within ${VTMO}s"; return 1 ;;
+	2) fail "the restored container died before verifying: $(grep -E '^(CORRUPT|FAIL)' "$W/workload-restored.log" | head -n 1)"; return 1 ;;
+	esac
+	T_VERIFY=$(($(now_cs) - t0))
+	grep -q '^VERIFY.*result=PASS' "$W/workload-restored.log" ||
+		{ fail "$(grep -E '^(CORRUPT|VERIFY)' "$W/workload-restored.log" | head -n 2 | tr '\n' ' ')"; return 1; }
+	if [ "$DKIND" = plugin ]; then
+		wait_plugin_daemon "$DTMO" "$W/work/restore.log" "criu RPC: its parent (pid [0-9]*, runc) has --lazy-pages" ||
+			return 1
+		# runc runs criu in the new container's cgroup; the daemon must not stay there
+		grep -q "lazypages-plugin: moved the daemon from cgroup /$DST " "$W/work/restore.log" ||
+			{ fail "the plugin's daemon was not moved out of the container's cgroup: $(grep -m1 'lazypages-plugin.*cgroup' "$W/work/restore.log")"; return 1; }
+	else
+		wait_daemon "$DTMO" || { fail "daemon still running ${DTMO}s after restore"; return 1; }
+		T_DAEMON=$((DEND - t0))
+		[ "$DRC" = 0 ] || { fail "daemon exited $DRC"; return 1; }
+	fi
+	if [ "$MODE" = page-server ]; then
+		end=$(($(now_cs) + 3000))
+		while [ ! -s "$W/checkpoint.rc" ] && [ "$(now_cs)" -lt "$end" ]; do usleep 50000; done
+		[ "$(cat "$W/checkpoint.rc" 2>/dev/null)" = 0 ] ||
+			{ fail "runc checkpoint --lazy-pages exited '$(cat "$W/checkpoint.rc" 2>/dev/null)' after the transfer: $(tail -n 2 "$W/checkpoint.out" | tr '\n' ' ')"; return 1; }
+		wait_gone "$(cat "$W/src.pid")" 10 || { fail "the source container still runs after the migration"; return 1; }
+	fi
+	first=$(grep '^tick' "$W/workload-restored.log" | head -n 1 | awk '{ print $2 + 0 }')
+	[ "${first:-0}" -gt "${N0:-0}" ] ||
+		{ fail "the restored output does not go on from the checkpoint: last tick before $N0, first after ${first:-none}"; return 1; }
+	n=$(last_tick "$W/workload-restored.log")
+	wait_tick "$W/workload-restored.log" $((n + 3)) 20 "$WPID" ||
+		{ fail "the restored container stopped ticking (last tick $n)"; return 1; }
+	runc kill "$DST" TERM
+	wait_line '^FINAL' "$W/workload-restored.log" "$VTMO" "$WPID" || { fail "no FINAL line after SIGTERM"; return 1; }
+	grep -q '^FINAL.*result=PASS' "$W/workload-restored.log" || { fail "$(grep '^FINAL' "$W/workload-restored.log")"; return 1; }
+	wait_gone "$WPID" 10 || { fail "the container did not exit after FINAL"; return 1; }
+	end=$(($(now_cs) + 1000))
+	while [ "$(runc_state "$DST")" = running ] && [ "$(now_cs)" -lt "$end" ]; do usleep 50000; done
+	runc delete "$DST" >/dev/null 2>&1 || { fail "runc delete $DST failed (state $(runc_state "$DST"))"; return 1; }
+	return 0
+}
+
+# runc_scenario NAME DKIND(criu|lazypages|plugin) MODE(local|page-server) [PORT]
+runc_scenario() {
+	NAME=$1 DKIND=$2 MODE=$3 RUNC_PORT=${4:-27027}
+	W=/tmp/s/$NAME IMG=/img/$NAME BUNDLE=/tmp/s/$NAME/bundle SRC=$1-src DST=$1-dst
+	REASON="" WPID="" DPID="" DJOB="" WJOB="" WJOB2="" CKJOB="" DEXTRA="" N0=""
+	T_DUMP=0 T_READY=0 T_RESTORE=0 T_VERIFY=0 T_DAEMON=0 IMGSZ=0
+	MIB=$RUNC_MIB TMO=90 VTMO=40 DTMO=90
+	rm -rf "$W" "$IMG"
+	mkdir -p "$W" "$IMG"
+	say "=== $NAME: runc container, workload '-m $MIB', $MODE, daemon=$DKIND"
+	start=$(now_cs)
+	runc_steps
+	ok=$?
+	# clean up whatever is left: a checkpoint still serving pages (runc, criu and its page
+	# server, which holds the port), the daemon, the containers
+	[ -n "$CKJOB" ] && alive "$CKJOB" && kill_tree "$CKJOB"
+	[ -n "$DPID" ] && alive "$DPID" && kill_tree "$DPID"
+	for c in "$SRC" "$DST"; do
+		[ -n "$(runc_state "$c")" ] || continue
+		runc kill "$c" KILL >/dev/null 2>&1
+		runc delete -f "$c" >/dev/null 2>&1
+	done
+	for j in $DJOB $WJOB $WJOB2 $CKJOB; do wait "$j" 2>/dev/null; done
+	for f in "$W"/dump/*.log "$W"/work/*.log "$W"/dump/descriptors.json; do
+		[ -f "$f" ] && cp "$f" "$W/$(basename "$(dirname "$f")")-$(basename "$f")"
+	done
+	cp "$BUNDLE/config.json" "$W/" 2>/dev/null
+	el=$(secs $(($(now_cs) - start)))
+	times="checkpoint=$(secs $T_DUMP)s($IMGSZ MiB) daemon-ready=$(secs $T_READY)s restore=$(secs $T_RESTORE)s verified=$(secs $T_VERIFY)s daemon-done=$(secs $T_DAEMON)s"
+	if [ $ok = 0 ]; then
+		line="RESULT $NAME PASS ${el}s $MODE $times $(grep '^VERIFY' "$W/workload-restored.log" | head -n 1 | cut -d' ' -f2-3) ticks $N0->$(last_tick "$W/workload-restored.log")"
+	else
+		line="RESULT $NAME FAIL ${el}s $REASON"
+		say "  --- $NAME output before / after (ticks omitted):"
+		grep -v '^tick' "$W/workload.log" 2>/dev/null | tail -n 8 | sed 's/^/    before| /'
+		grep -v '^tick' "$W/workload-restored.log" 2>/dev/null | tail -n 8 | sed 's/^/    after| /'
+		for f in dump-dump.log work-restore.log work-lazy-pages.log daemon.log daemon.out checkpoint.out; do
+			[ -s "$W/$f" ] || continue
+			say "  --- $NAME $f (errors, last lines):"
+			grep -E 'Error|error|FAIL|fatal' "$W/$f" | tail -n 8 | sed 's/^/    /'
+			tail -n 8 "$W/$f" | sed 's/^/    /'
+		done
+	fi
+	save_logs "$R/$NAME"
+	rm -rf "$IMG" "$BUNDLE"
 	echo "$line"
 	echo "$line" >>"$R/summary"
 }
@@ -288,6 +586,16 @@ run_named() {
 	neg-killed) scenario neg-killed "$DAEMON" fail 128 "" tree ;;
 	# lazypages only: its supervisor must replace a server killed mid-transfer
 	server-killed) scenario server-killed "$DAEMON" pass 128 "" server ;;
+	# lazypages only: the CRIU plugin (criu --libdir /lp/plugin) starts the daemon itself;
+	# leaves a running daemon alone; stays idle in a restore that is not lazy
+	plugin) scenario plugin plugin pass 64 "-t 2" ;;
+	plugin-existing) scenario plugin-existing plugin-existing pass 32 "" ;;
+	plugin-eager) scenario plugin-eager plugin-eager pass 32 "" ;;
+	# a runc container live-migrated through lazy restore (see runc_scenario)
+	runc) runc_scenario runc "$DAEMON" local ;;
+	runc-plugin) runc_scenario runc-plugin plugin local ;;
+	runc-migrate) runc_scenario runc-migrate "$DAEMON" page-server ;;
+	runc-migrate-plugin) runc_scenario runc-migrate-plugin plugin page-server 27028 ;;
 	*) echo "RESULT $1 FAIL 0s unknown scenario" | tee -a "$R/summary" ;;
 	esac
 }

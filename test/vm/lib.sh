@@ -107,6 +107,47 @@ vm_kernel() {
 	VM_MODDIR=$dir/modules
 }
 
+# vm_runc: sets VM_RUNC to bookworm's runc binary (1.1.5), fetched once with `apt-get
+# download runc` into $LP_VM_CACHE/runc/VERSION/ (the host needs its libraries: libc6 and
+# libseccomp2, which ldd finds when the initramfs is built).
+vm_runc() {
+	local ver dir tmp deb
+	ver=$(apt-cache policy runc 2>/dev/null | awk '/Candidate:/ { print $2; exit }') || true
+	if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
+		dir=$(ls -d "$LP_VM_CACHE"/runc/*/ 2>/dev/null | sort -V | tail -n 1) || true
+		[ -n "$dir" ] && [ -x "$dir/runc" ] ||
+			vm_fail "apt-cache does not know runc (run apt-get update) and $LP_VM_CACHE has no runc"
+		VM_RUNC=${dir%/}/runc
+		return 0
+	fi
+	dir=$LP_VM_CACHE/runc/${ver//:/_}
+	mkdir -p "$LP_VM_CACHE/runc"
+	exec 8>"$LP_VM_CACHE/runc/.lock"
+	flock 8
+	if [ ! -x "$dir/runc" ]; then
+		tmp=$(mktemp -d "$LP_VM_CACHE/runc/.fetch.XXXXXX")
+		chmod 755 "$tmp"
+		vm_say "downloading runc $ver into $LP_VM_CACHE (once)"
+		(cd "$tmp" && apt-get download -q "runc=$ver" 2>&1 | grep -v 'unsandboxed' >&2) ||
+			{ rm -rf "$tmp"; vm_fail "apt-get download runc=$ver failed"; }
+		deb=$(ls "$tmp"/*.deb 2>/dev/null | head -n 1)
+		[ -n "$deb" ] || { rm -rf "$tmp"; vm_fail "apt-get download runc produced no .deb"; }
+		mkdir -p "$tmp/x"
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" ./usr/sbin/runc ||
+			{ rm -rf "$tmp"; vm_fail "cannot unpack $deb"; }
+		rm -rf "$dir" && mkdir -p "$dir"
+		mv "$tmp/x/usr/sbin/runc" "$dir/runc"
+		rm -rf "$tmp"
+		for old in "$LP_VM_CACHE"/runc/*/; do
+			[ "${old%/}" = "$dir" ] || rm -rf "$old"
+		done
+	fi
+	exec 8>&-
+	ldd "$dir/runc" 2>/dev/null | grep -q 'not found' &&
+		vm_missing "runc's libraries are missing on this host: $(ldd "$dir/runc" | awk '/not found/ { print $1 }' | tr '\n' ' ')(package libseccomp2)"
+	VM_RUNC=$dir/runc
+}
+
 # vm_resolve_modules KROOT DEST: copy LP_VM_MODULES and their dependencies (read from each
 # .ko's modinfo "depends=") to DEST, and write DEST/order, dependencies first.
 vm_resolve_modules() {
@@ -163,7 +204,8 @@ vm_copy_bin() {
 
 # vm_initrd OUT: build the initramfs (uncompressed newc cpio) into OUT.
 #   busybox, criu + libs, modules, /init, and under /lp: workload, broken-daemon and, when
-#   built, lazypages (+ libs).
+#   built, lazypages (+ libs) and the CRIU plugin (/lp/plugin/, criu --libdir /lp/plugin);
+#   runc (+ libs) as /usr/sbin/runc and GNU tar when VM_RUNC is set (vm_runc).
 vm_initrd() {
 	local out=$1 root
 	root=$(mktemp -d "$LP_VM_CACHE/.root.XXXXXX")
@@ -179,6 +221,16 @@ vm_initrd() {
 	vm_copy_bin "$root" "$B/vm/broken-daemon" /lp/broken-daemon
 	if [ -x "$B/lazypages" ]; then
 		vm_copy_bin "$root" "$B/lazypages" /lp/lazypages
+	fi
+	if [ -f "$B/criu-plugin/lazypages_plugin.so" ]; then
+		mkdir -p "$root/lp/plugin"
+		cp "$B/criu-plugin/lazypages_plugin.so" "$root/lp/plugin/"
+	fi
+	if [ -n "${VM_RUNC:-}" ]; then
+		vm_copy_bin "$root" "$VM_RUNC" /usr/sbin/runc
+		# CRIU saves a container's tmpfs mounts (/dev, /dev/shm) with GNU tar options that
+		# busybox tar lacks; /usr/bin comes before busybox's /bin in the guest's PATH
+		vm_copy_bin "$root" "$(command -v tar)" /usr/bin/tar
 	fi
 	if [ "$(id -u)" = 0 ]; then
 		mknod -m 600 "$root/dev/console" c 5 1

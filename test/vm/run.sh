@@ -7,10 +7,14 @@
 #   --daemon=criu       CRIU's own `criu lazy-pages` (the control)
 #   --daemon=lazypages  our `lazypages daemon` ($B/lazypages, the default)
 #   scenarios           single threads fork mm big neg-corrupt neg-broken-exit
-#                       neg-broken-hang neg-killed, and with lazypages server-killed
-#                       (default: all). neg-* must FAIL (a broken daemon, a killed
-#                       daemon, a corrupted page) and count as PASS when they do.
-# Env: B (build dir, default build), LP_VM_CACHE (kernel cache, default
+#                       neg-broken-hang neg-killed runc runc-migrate, and with lazypages
+#                       server-killed plugin plugin-existing plugin-eager runc-plugin
+#                       runc-migrate-plugin (default: all; the runc-migrate* ones only
+#                       when the daemon has a page-server client). neg-* must FAIL (a
+#                       broken daemon, a killed daemon, a corrupted page) and count as
+#                       PASS when they do. runc*: a runc 1.1.5 container (fetched once
+#                       into the cache) checkpointed and restored lazily.
+# Env: B (build dir, default build), LP_VM_CACHE (kernel and runc cache, default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/lazypages-vm), TEST_OUT (logs, default test/out; this run's
 # in $TEST_OUT/vm-DAEMON/), LP_VM_DEBUG=1 (set -x in the guest), CI=true (a missing prerequisite fails instead of skipping).
 # Exit: 0 all passed, 1 a failure, 77 skipped (prerequisites missing, never under CI=true).
@@ -21,7 +25,7 @@ B=${B:-build}
 # shellcheck source=test/vm/lib.sh
 . test/vm/lib.sh
 
-ALL_SCENARIOS="single threads fork mm big neg-corrupt neg-broken-exit neg-broken-hang neg-killed"
+ALL_SCENARIOS="single threads fork mm big neg-corrupt neg-broken-exit neg-broken-hang neg-killed runc"
 daemon=lazypages scenarios="" mem=3072 tmo=${LP_VM_TIMEOUT:-420}
 for a in "$@"; do
 	case $a in
@@ -29,25 +33,41 @@ for a in "$@"; do
 	--scenarios=*) scenarios=${a#*=}; scenarios=${scenarios//,/ } ;;
 	--mem=*) mem=${a#*=} ;;
 	--timeout=*) tmo=${a#*=} ;;
-	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
 	esac
 done
 case $daemon in criu|lazypages) ;; *) echo "run.sh: --daemon must be criu or lazypages" >&2; exit 2 ;; esac
-if [ -z "$scenarios" ]; then
-	scenarios=$ALL_SCENARIOS
-	# our daemon's supervisor must survive the death of its serving process
-	[ "$daemon" = criu ] || scenarios="$scenarios server-killed"
-fi
 
 t_all=$(vm_now)
 vm_need_tools
 make -s "$B/vm/workload" "$B/vm/broken-daemon" >&2 || vm_fail "cannot build the VM workload (make $B/vm/workload)"
+page_server=yes
 if [ "$daemon" = lazypages ]; then
 	[ -x "$B/lazypages" ] || vm_fail "$B/lazypages does not exist: run make first"
 	"$B/lazypages" daemon --help >/dev/null 2>&1 ||
 		vm_fail "'$B/lazypages daemon --help' fails: the daemon is not usable yet"
+	make -s "$B/criu-plugin/lazypages_plugin.so" >&2 ||
+		vm_fail "cannot build the CRIU plugin (make $B/criu-plugin/lazypages_plugin.so)"
+	# a build without the page-server client says so at once
+	case $("$B/lazypages" daemon --page-server --address 127.0.0.1 --port 1 -D /nonexistent 2>&1 || true) in
+	*"no page-server client"*) page_server=no ;;
+	esac
 fi
+if [ -z "$scenarios" ]; then
+	scenarios=$ALL_SCENARIOS
+	# lazy migration of a runc container: the daemon fetches from CRIU's page server
+	[ $page_server = yes ] && scenarios="$scenarios runc-migrate"
+	# our daemon's supervisor must survive the death of its serving process; the CRIU
+	# plugin starts our daemon from inside criu restore
+	[ "$daemon" = criu ] || scenarios="$scenarios server-killed plugin plugin-existing plugin-eager runc-plugin"
+	[ "$daemon" = criu ] || [ $page_server = no ] || scenarios="$scenarios runc-migrate-plugin"
+	[ $page_server = yes ] ||
+		echo "vm: $B/lazypages has no page-server client: runc-migrate and runc-migrate-plugin left out"
+fi
+case " $scenarios " in
+*" runc"*) vm_runc ;;
+esac
 
 t=$(vm_now)
 vm_kernel
@@ -96,5 +116,6 @@ for s in $scenarios; do
 	grep -q "^RESULT $s " "$summary" 2>/dev/null || { echo "FAIL $s (no result)"; fail=$((fail + 1)); }
 done
 echo "vm: timings: kernel ${t_kernel}s, boot+scenarios ${t_boot}s, total $(vm_since "$t_all")s"
+[ $page_server = yes ] || echo "vm: runc lazy migration (runc-migrate*) not run: $B/lazypages has no page-server client yet"
 echo "vm: $pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
