@@ -8,3 +8,12 @@ LP_LDLIBS += -lcap
 .PHONY: models
 models:
 	kernel/run-models.sh
+
+# kernel/stress/: lp-stress drives the real daemon on the real kernel (docs/kernel.md,
+# "Stress test"); kernel/stress/run.sh is the suite's short run plus the self-test.
+LP_STRESS := $(B)/lp-stress
+
+$(LP_STRESS): $(B)/kernel/stress/lp-stress.o $(LIBLP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+ALL += $(LP_STRESS)

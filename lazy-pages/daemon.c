@@ -544,6 +544,8 @@ int lp_daemon_serve(struct lp_daemon *d, int conn, struct lp_sup *sup)
 		if (!ret)
 			ret = r2 > 0 ? 0 : r2;
 	}
+	/* Workers finish and count their last chunk before anything is reported. */
+	lp_session_stop_workers(&d->sess);
 	lp_stats_print(&d->sess.st, LOG_MSG);
 	if (d->o.stats_file)
 		lp_stats_write_json(&d->sess.st, d->o.stats_file);
