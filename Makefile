@@ -80,6 +80,7 @@ TESTS :=
 -include criu-plugin/plugin.mk
 -include bench/bench.mk
 -include test/vm/vm.mk
+-include test/ps/ps.mk
 
 .PHONY: all test check deps install clean indent
 all: $(ALL)

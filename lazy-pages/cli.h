@@ -6,6 +6,7 @@
 int cmd_show(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_page_server(int argc, char **argv);
 
 /* Parse -v / -vN / --verbosity N style values; returns the level. */
 int cli_verbosity(const char *arg, int current);

@@ -25,6 +25,8 @@
 #include "daemon.h"
 #include "log.h"
 #include "session.h"
+#include "ps-proto.h"
+#include "tls.h"
 #include "uffd-abi.h"
 #include "uffd.h"
 
@@ -55,8 +57,11 @@ static void daemon_usage(FILE *f)
 		"                         restore finishes, then serve faults and fill the rest\n"
 		"      --no-supervise     no supervisor: if the serving process dies, pages still\n"
 		"                         missing become zero pages (criu lazy-pages behaviour)\n"
-		"      --page-server      fetch pages from a page server (--address, --port)\n"
+		"      --page-server      fetch pages from a page server (--address, --port):\n"
+		"                         criu dump --lazy-pages, criu page-server --lazy-pages\n"
+		"                         or lazypages page-server\n"
 		"      --address A, --port P\n"
+		"      --ps-header 24|32  page-server header: 24 for CRIU <= 4.1 (default), 32 for 4.2+\n" LP_TLS_USAGE
 		"      --no-default-config  accepted for CRIU compatibility\n\n"
 		"Exit status: 0 when every lazy page was delivered (or its process exited),\n"
 		"1 on a fatal error (the message names the pid, address and cause), 2 on bad usage.\n");
@@ -102,6 +107,7 @@ enum {
 	OPT_INJECT_BUG,
 	OPT_FILL_THREADS,
 	OPT_NO_SUPERVISE,
+	OPT_PS_HEADER,
 	OPT_ON_DEMAND,
 	OPT_RESTORES,
 	OPT_RECORD_WS,
@@ -128,6 +134,8 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"fill-chunk", required_argument, NULL, OPT_FILL_CHUNK},
 		{"inject-bug", required_argument, NULL, OPT_INJECT_BUG},
 		{"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
+		{"ps-header", required_argument, NULL, OPT_PS_HEADER},
+		LP_TLS_LONG_OPTIONS,
 		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
 		{"on-demand", no_argument, NULL, OPT_ON_DEMAND},
 		{"restores", required_argument, NULL, OPT_RESTORES},
@@ -139,12 +147,6 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"lazy-pages", no_argument, NULL, OPT_IGNORED},
 		{"shell-job", no_argument, NULL, OPT_IGNORED},
 		{"restore-detached", no_argument, NULL, OPT_IGNORED},
-		{"tls", no_argument, NULL, OPT_IGNORED},
-		{"tls-no-cn-verify", no_argument, NULL, OPT_IGNORED},
-		{"tls-cacert", required_argument, NULL, OPT_IGNORED_ARG},
-		{"tls-cacrl", required_argument, NULL, OPT_IGNORED_ARG},
-		{"tls-cert", required_argument, NULL, OPT_IGNORED_ARG},
-		{"tls-key", required_argument, NULL, OPT_IGNORED_ARG},
 		{"config", required_argument, NULL, OPT_IGNORED_ARG},
 		{"root", required_argument, NULL, OPT_IGNORED_ARG},
 		{},
@@ -229,6 +231,15 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		case OPT_PREFETCH:
 			o->prefetch_file = optarg;
 			break;
+		case OPT_PS_HEADER:
+			o->ps_hdr_size = ps_parse_hdr_size(optarg);
+			if (o->ps_hdr_size <= 0) {
+				fprintf(stderr,
+					"lazypages: --ps-header wants 24 (CRIU <= 4.1) or 32 "
+					"(CRIU >= 4.2)\n");
+				return -EINVAL;
+			}
+			break;
 		case OPT_NO_SUPERVISE:
 			o->supervise = false;
 			break;
@@ -255,6 +266,8 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			daemon_usage(stdout);
 			exit(0);
 		default:
+			if (lp_tls_opt(&o->tls, c, optarg))
+				break;
 			daemon_usage(stderr);
 			return -EINVAL;
 		}
@@ -343,7 +356,6 @@ static void signal_ready(struct lp_daemon *d)
 	d->o.status_fd = -1;
 }
 
-#if __has_include("remote.h")
 #include "proc.h"
 #include "remote.h"
 
@@ -359,6 +371,7 @@ static int remote_open(struct lp_daemon *d)
 	ro.address = d->o.address;
 	ro.port = d->o.port;
 	ro.hdr_size = d->o.ps_hdr_size;
+	ro.tls = d->o.tls;
 	ret = lp_remote_open(&d->sess.remote, &ro, lp_proc_remote_done);
 	if (ret) {
 		pr_err("cannot reach the page server at %s:%d: %s", d->o.address, d->o.port,
@@ -409,28 +422,6 @@ static int remote_close(struct lp_daemon *d)
 	}
 	return ret;
 }
-#else
-static int remote_open(struct lp_daemon *d)
-{
-	(void)d;
-	return 0;
-}
-static int remote_ready(struct lp_daemon *d, uint32_t events)
-{
-	(void)d;
-	(void)events;
-	return -ENOSYS;
-}
-static void remote_update(struct lp_daemon *d)
-{
-	(void)d;
-}
-static int remote_close(struct lp_daemon *d)
-{
-	(void)d;
-	return 0;
-}
-#endif
 
 /* Wait for criu restore. One restore per daemon, as with criu lazy-pages. */
 static int accept_restore(struct lp_daemon *d)
@@ -634,12 +625,6 @@ int cmd_daemon(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &d.o))
 		return 2;
-#if !__has_include("remote.h")
-	if (d.o.page_server) {
-		pr_err("--page-server: this build has no page-server client");
-		return 1;
-	}
-#endif
 	if (d.o.page_server && (!d.o.address || d.o.port <= 0)) {
 		pr_err("--page-server needs --address and --port");
 		return 2;

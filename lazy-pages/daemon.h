@@ -8,6 +8,7 @@
 #include "image.h"
 #include "pstree.h"
 #include "session.h"
+#include "tls.h"
 
 struct daemon_opts {
 	const char *images_dir;
@@ -24,6 +25,7 @@ struct daemon_opts {
 	int port;
 	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
 	const char *prefetch_file;
+	struct lp_tls_opts tls;
 	struct lp_config cfg;
 };
 

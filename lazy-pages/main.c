@@ -21,6 +21,7 @@ static const struct {
 	{"daemon", cmd_daemon, "serve a lazy restore from images (drop-in for criu lazy-pages)"},
 	{"lazy-pages", cmd_daemon, "same as daemon, under CRIU's name"},
 	{"check", cmd_check, "can this machine do lazy restore? (--json)"},
+	{"page-server", cmd_page_server, "serve a checkpoint's lazy pages (criu page-server)"},
 };
 
 int cli_verbosity(const char *arg, int current)

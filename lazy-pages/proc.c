@@ -19,21 +19,7 @@
 #include "journal.h"
 #include "proc.h"
 #include "supervisor.h"
-#if __has_include("remote.h")
 #include "remote.h"
-#else /* TEMP until remote.c lands */
-static inline int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t img, uint64_t nr,
-				    void *c, bool u)
-{
-	(void)r;
-	(void)pid;
-	(void)img;
-	(void)nr;
-	(void)c;
-	(void)u;
-	return -ENOSYS;
-}
-#endif
 #include "uffd-abi.h"
 #include "uffd.h"
 
