@@ -4,7 +4,7 @@ set -euo pipefail
 B=${1:-build}
 SIZES=${2:-64M,256M,1G,2G}
 cd "$(dirname "$0")/.."
-OUT=${BENCH_OUT:-bench/out}
+OUT=$(realpath -m "${BENCH_OUT:-bench/out}") # absolute: the daemon chdirs to its work dir
 mkdir -p "$OUT"
 TMP=${BENCH_DIR:-/dev/shm/lp-bench.$$}
 "$B/lp-bench" --daemon "$PWD/$B/lazypages" --sizes "$SIZES" --dir "$TMP" --out "$OUT" \
