@@ -24,6 +24,7 @@
 #include "cli.h"
 #include "daemon.h"
 #include "log.h"
+#include "service.h"
 #include "session.h"
 #include "ps-proto.h"
 #include "tls.h"
@@ -306,54 +307,6 @@ static int listen_socket(struct lp_daemon *d)
 	d->listen_fd = fd;
 	pr_info("listening on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
 	return 0;
-}
-
-static int detach(struct lp_daemon *d)
-{
-	pid_t pid = fork();
-
-	if (pid < 0) {
-		pr_perror("fork");
-		return -errno;
-	}
-	if (pid > 0) {
-		if (d->o.pidfile) {
-			FILE *f = fopen(d->o.pidfile, "w");
-
-			if (!f || fprintf(f, "%d", pid) < 0 || fclose(f)) {
-				pr_perror("cannot write pidfile %s", d->o.pidfile);
-				kill(pid, SIGKILL);
-				_exit(1);
-			}
-		}
-		_exit(0);
-	}
-	setsid();
-	{
-		int null = open("/dev/null", O_RDWR);
-
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(null, 1);
-			if (!d->o.log_file)
-				dup2(null, 2);
-			if (null > 2)
-				close(null);
-		}
-	}
-	return 0;
-}
-
-static void signal_ready(struct lp_daemon *d)
-{
-	char zero = 0;
-
-	if (d->o.status_fd < 0)
-		return;
-	if (write(d->o.status_fd, &zero, 1) != 1)
-		pr_perror("cannot write to --status-fd %d", d->o.status_fd);
-	close(d->o.status_fd);
-	d->o.status_fd = -1;
 }
 
 #include "proc.h"
@@ -659,11 +612,11 @@ int cmd_daemon(int argc, char **argv)
 	if (ret)
 		goto out;
 	if (d.o.daemonize) {
-		ret = detach(&d);
+		ret = lp_detach(d.o.pidfile, d.o.log_file != NULL);
 		if (ret)
 			goto out;
 	}
-	signal_ready(&d);
+	lp_signal_ready(&d.o.status_fd);
 	pr_info("serving %s: %zu task%s in pstree.img", d.im.path, d.pt.nr,
 		d.pt.nr == 1 ? "" : "s");
 	if (d.o.restores != 1) {

@@ -28,6 +28,7 @@
 #include "cli.h"
 #include "conn.h"
 #include "log.h"
+#include "service.h"
 #include "ps-proto.h"
 #include "ps-store.h"
 #include "tls.h"
@@ -742,54 +743,6 @@ static int serve(struct ps_server *srv)
 	return 0;
 }
 
-static int detach(struct ps_server *srv)
-{
-	pid_t pid = fork();
-
-	if (pid < 0) {
-		pr_perror("fork");
-		return -errno;
-	}
-	if (pid > 0) {
-		if (srv->o.pidfile) {
-			FILE *f = fopen(srv->o.pidfile, "w");
-
-			if (!f || fprintf(f, "%d", pid) < 0 || fclose(f)) {
-				pr_perror("cannot write pidfile %s", srv->o.pidfile);
-				kill(pid, SIGKILL);
-				_exit(1);
-			}
-		}
-		_exit(0);
-	}
-	setsid();
-	{
-		int null = open("/dev/null", O_RDWR);
-
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(null, 1);
-			if (!srv->o.log_file)
-				dup2(null, 2);
-			if (null > 2)
-				close(null);
-		}
-	}
-	return 0;
-}
-
-static void signal_ready(struct ps_server *srv)
-{
-	char zero = 0;
-
-	if (srv->o.status_fd < 0)
-		return;
-	if (write(srv->o.status_fd, &zero, 1) != 1)
-		pr_perror("cannot write to --status-fd %d", srv->o.status_fd);
-	close(srv->o.status_fd);
-	srv->o.status_fd = -1;
-}
-
 static int start(struct ps_server *srv)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &srv->listen_ev};
@@ -863,13 +816,13 @@ int cmd_page_server(int argc, char **argv)
 	}
 	ret = start(&srv);
 	if (!ret && srv.o.daemonize)
-		ret = detach(&srv);
+		ret = lp_detach(srv.o.pidfile, srv.o.log_file != NULL);
 	/* After the fork: a signalfd wakes epoll only in the process that registered it. */
 	if (!ret)
 		ret = setup_signals(&srv);
 	if (ret)
 		goto out;
-	signal_ready(&srv);
+	lp_signal_ready(&srv.o.status_fd);
 	pr_info("serving %s: %zu live task(s), %" PRIu64 " pages", srv.im.path, srv.store.nr,
 		srv.store.nr_pages);
 	ret = serve(&srv);

@@ -1201,39 +1201,27 @@ bool lp_proc_prefetch(struct lp_proc *p, uint64_t max_pages)
 	if (!ws || p->exited)
 		return false;
 	pthread_rwlock_wrlock(&p->lock);
-	while (p->prefetch_pos < ws->nr && done < max_pages && !p->exited) {
-		const struct lp_ws_page *w = &ws->p[p->prefetch_pos];
-		uint64_t n = 1, img = w->img;
-		size_t at = p->prefetch_pos;
+	while (done < max_pages && !p->exited) {
+		size_t at = p->prefetch_pos, idx;
+		uint64_t addr, nr;
 		struct lp_uffd_res res;
 		const struct lp_seg *seg;
-		long idx;
+		long n = prefetch_claim(p, &idx, &addr, &nr);
 		int ret;
 
-		p->prefetch_pos++;
-		if (w->pid != p->pid)
-			continue;
-		/* Consecutive pages of the same process make one copy. */
-		while (p->prefetch_pos < ws->nr && n < 256 &&
-		       ws->p[p->prefetch_pos].pid == p->pid &&
-		       ws->p[p->prefetch_pos].img == img + n * PG) {
-			n++;
-			p->prefetch_pos++;
-		}
-		idx = rm_find(&p->map, img);
-		if (idx < 0)
+		if (n < 0)
+			break;
+		if (n == 0)
 			continue;
 		seg = &p->map.seg[idx];
-		if (!seg->data || seg->img + (img - seg->start) != img || !rm_missing(seg, img))
-			continue; /* moved, remote, or already there */
-		n = rm_run(seg, img, n);
-		ret = lp_uffd_fill(p->uffd, img, seg->data + (img - seg->start), n * PG, 0, &res);
-		rm_done(&p->map, idx, img, res.copied / PG + res.eexist);
+		ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, 0,
+				   &res);
+		rm_done(&p->map, idx, addr, res.copied / PG + res.eexist);
 		STAT_ADD(s, pages_prefetched, res.copied / PG);
 		STAT_ADD(s, pages_filled, res.copied / PG);
 		STAT_ADD(s, bytes, res.copied);
 		STAT_ADD(s, eexist, res.eexist);
-		done += n;
+		done += nr;
 		if (ret == -ENOENT && !s->finished) {
 			/* Restore has not registered the VMA yet: try again a little later. */
 			p->prefetch_pos = at;
@@ -1243,7 +1231,7 @@ bool lp_proc_prefetch(struct lp_proc *p, uint64_t max_pages)
 		if (ret == -ESRCH)
 			proc_exit(p);
 		else if (ret && ret != -EAGAIN && ret != -ENOENT)
-			proc_fatal(p, ret, img, "prefetch");
+			proc_fatal(p, ret, addr, "prefetch");
 	}
 	pthread_rwlock_unlock(&p->lock);
 	return p->prefetch_pos < ws->nr && !p->exited;
