@@ -164,21 +164,132 @@ wait_plugin_daemon() {
 		{ fail "daemon: $(grep -m1 'lazy restore failed' "$dlog")"; return 1; }
 }
 
+# start_server KIND(lazypages|criu): a page server for the regular dump in $IMG on
+# 127.0.0.1:$PS_PORT (`lazypages page-server --lazy-pages`, with --single when $PSSINGLE,
+# or `criu page-server --lazy-pages`, which always serves one session), waits for its
+# readiness byte. Sets SPID and SJOB (writes "EXITCODE END_CS" to $W/ps.exit).
+start_server() {
+	rm -f "$W/ps-status" "$W/ps.exit" "$W/ps.pid"
+	mkfifo "$W/ps-status"
+	case $1 in
+	criu) set -- timeout "$DTMO" criu page-server -D "$IMG" --lazy-pages --address 127.0.0.1 \
+		--port "$PS_PORT" --status-fd 9 -o "$W/ps.log" -v4 ;;
+	lazypages)
+		[ -x /lp/lazypages ] || { fail "no lazypages binary in the initramfs (build it first)"; return 1; }
+		set -- timeout "$DTMO" /lp/lazypages page-server -D "$IMG" --lazy-pages --address 127.0.0.1 \
+			--port "$PS_PORT" --status-fd 9 -o "$W/ps.log" -v4 $PSSINGLE
+		;;
+	esac
+	(
+		"$@" 9>"$W/ps-status" >"$W/ps.out" 2>&1 &
+		echo $! >"$W/ps.pid"
+		wait $!
+		echo "$? $(now_cs)" >"$W/ps.exit"
+	) &
+	SJOB=$!
+	b=$(timeout 30 dd if="$W/ps-status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+	rm -f "$W/ps-status"
+	n=0
+	while [ ! -s "$W/ps.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
+	SPID=$(cat "$W/ps.pid" 2>/dev/null)
+	[ "$b" = 00 ] || { fail "page server ($1) did not report ready on --status-fd (read '$b'): $(tail -n 1 "$W/ps.out")"; return 1; }
+}
+
+# wait_exit FILE SECONDS: wait for a "EXITCODE END_CS" file; sets XRC
+wait_exit() {
+	end=$(($(now_cs) + $2 * 100))
+	while [ ! -s "$1" ]; do
+		[ "$(now_cs)" -lt "$end" ] || return 1
+		usleep 50000
+	done
+	read -r XRC _ <"$1"
+}
+
+# check_source: once the daemon is done, the page source must end cleanly: criu dump
+# --lazy-pages finishes (0) after PS_IOV_CLOSE and kills the frozen source; criu page-server
+# and lazypages page-server --single end (0) after the session; a multi-session lazypages
+# page-server keeps listening until SIGTERM, then exits 0.
+check_source() {
+	case $REMOTE in
+	migrate)
+		wait_exit "$W/dump.exit" 30 ||
+			{ fail "criu dump --lazy-pages still running 30s after the daemon exited (no PS_IOV_CLOSE?)"; return 1; }
+		[ "$XRC" = 0 ] || { fail "criu dump --lazy-pages exited $XRC after the transfer: $(grep -E 'Error' "$W/dump.log" | tail -n 1)"; return 1; }
+		grep -q 'Dumping finished successfully' "$W/dump.log" ||
+			{ fail "criu dump --lazy-pages: no 'Dumping finished successfully' in dump.log"; return 1; }
+		wait_gone "$SRCPID" 10 || { fail "the source (pid $SRCPID) still exists after the migration"; return 1; }
+		;;
+	remote-images|criu-client)
+		if [ "$PSKIND" = lazypages ] && [ -z "$PSSINGLE" ]; then
+			alive "$SPID" || { fail "lazypages page-server (pid $SPID) ended by itself: $(cat "$W/ps.exit" 2>/dev/null)"; return 1; }
+			kill -TERM "$SPID"
+		fi
+		wait_exit "$W/ps.exit" 30 || { fail "page server ($PSKIND $PSSINGLE) still running 30s after the daemon exited"; return 1; }
+		[ "$XRC" = 0 ] || { fail "page server ($PSKIND $PSSINGLE) exited $XRC: $(grep -iE 'error|dropping' "$W/ps.log" | tail -n 1)"; return 1; }
+		wait "$SJOB" 2>/dev/null
+		;;
+	esac
+	return 0
+}
+
 # The steps of one scenario; returns non-zero at the first failure (REASON says why).
 steps() {
-	setsid /lp/workload -m "$MIB" $WOPTS -p "$W/pid" >>"$W/workload.log" 2>&1 </dev/null &
+	if [ "$REMOTE" = migrate ]; then
+		# the frozen source and the restored copy live at once: the workload is the init of
+		# its own pid namespace (pid 1 in both), dumped by its pid here
+		unshare -p -f setsid /lp/workload -m "$MIB" $WOPTS -p "$W/nspid" >>"$W/workload.log" 2>&1 </dev/null &
+	else
+		setsid /lp/workload -m "$MIB" $WOPTS -p "$W/pid" >>"$W/workload.log" 2>&1 </dev/null &
+	fi
 	WJOB=$!
 	wait_line '^READY' "$W/workload.log" $((20 + MIB / 8)) "$WJOB" || { fail "workload not READY"; return 1; }
-	WPID=$(cat "$W/pid")
+	if [ "$REMOTE" = migrate ]; then
+		WPID=$(children_of "$WJOB" | awk '{ print $1; exit }')
+		[ "$(readlink "/proc/$WPID/exe" 2>/dev/null)" = /lp/workload ] ||
+			{ fail "cannot find the workload under unshare (pid $WJOB, child '${WPID}')"; return 1; }
+		grep -q '^NSpid:.*[[:space:]]1$' "/proc/$WPID/status" ||
+			{ fail "workload pid $WPID is not the init of its pid namespace: $(grep NSpid "/proc/$WPID/status")"; return 1; }
+	else
+		WPID=$(cat "$W/pid")
+	fi
 	wait_tick "$W/workload.log" 2 20 "$WPID" || { fail "workload does not tick"; return 1; }
 
 	t=$(now_cs)
-	timeout "$TMO" criu dump -t "$WPID" -D "$IMG" -o "$W/dump.log" -v4 >"$W/dump.out" 2>&1 ||
-		{ fail "criu dump exited $?"; return 1; }
-	T_DUMP=$(($(now_cs) - t))
-	wait "$WJOB" 2>/dev/null
-	wait_gone "$WPID" 10 || { fail "pid $WPID still alive after dump"; return 1; }
+	if [ "$REMOTE" = migrate ]; then
+		# lazy migration: CRIU dumps all but the lazy pages' contents, keeps the tree
+		# frozen and serves those pages itself until the daemon sends PS_IOV_CLOSE
+		rm -f "$W/dump-status"
+		mkfifo "$W/dump-status"
+		(
+			timeout "$TMO" criu dump -t "$WPID" -D "$IMG" --lazy-pages --address 127.0.0.1 \
+				--port "$PS_PORT" --status-fd 9 -o "$W/dump.log" -v4 9>"$W/dump-status" >"$W/dump.out" 2>&1
+			echo "$? $(now_cs)" >"$W/dump.exit"
+		) &
+		SJOB=$!
+		b=$(timeout 60 dd if="$W/dump-status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+		rm -f "$W/dump-status"
+		[ "$b" = 00 ] || { fail "criu dump --lazy-pages: no readiness byte from its page server (read '$b', exit '$(cat "$W/dump.exit" 2>/dev/null)')"; return 1; }
+		T_DUMP=$(($(now_cs) - t))
+		alive "$WPID" || { fail "the source (pid $WPID) is gone while criu dump --lazy-pages serves its pages"; return 1; }
+		grep -q '^State:[[:space:]]*[tT]' "/proc/$WPID/status" ||
+			{ fail "the source (pid $WPID) is not frozen while its pages are served: $(grep '^State' "/proc/$WPID/status")"; return 1; }
+		SRCPID=$WPID
+		DEXTRA="--page-server --address 127.0.0.1 --port $PS_PORT"
+	else
+		timeout "$TMO" criu dump -t "$WPID" -D "$IMG" -o "$W/dump.log" -v4 >"$W/dump.out" 2>&1 ||
+			{ fail "criu dump exited $?"; return 1; }
+		T_DUMP=$(($(now_cs) - t))
+		wait "$WJOB" 2>/dev/null
+		wait_gone "$WPID" 10 || { fail "pid $WPID still alive after dump"; return 1; }
+	fi
 	IMGSZ=$(du -sm "$IMG" | awk '{ print $1 }')
+	# remote images: a page server serves the regular dump's pages to the daemon
+	case $REMOTE in
+	remote-images|criu-client)
+		start_server "$PSKIND" || return 1
+		DEXTRA="--page-server --address 127.0.0.1 --port $PS_PORT"
+		;;
+	esac
 
 	# the daemon: started here, or by the CRIU plugin inside criu restore (plugin*)
 	LAZY=--lazy-pages PLUG=""
@@ -201,10 +312,12 @@ steps() {
 		;;
 	esac
 
+	PIDF=""
+	[ "$REMOTE" = migrate ] && PIDF="--pidfile $W/restored.pid"
 	t0=$(now_cs)
 	LAZYPAGES_BIN=/lp/lazypages LAZYPAGES_DAEMON_ARGS="--stats-file $W/stats.json" \
-		timeout "$TMO" criu restore -D "$IMG" $LAZY $PLUG -d -o "$W/restore.log" -v4 \
-		>"$W/restore.out" 2>&1 </dev/null &
+		timeout "$TMO" criu restore -D "$IMG" $LAZY $PLUG -d $PIDF \
+		-o "$W/restore.log" -v4 >"$W/restore.out" 2>&1 </dev/null &
 	RJOB=$!
 	if [ "$KILL" != 0 ]; then
 		# Mid-transfer: once the restored workload runs its own code again and an
@@ -231,6 +344,13 @@ steps() {
 	fi
 	wait "$RJOB" || { fail "criu restore exited $?"; return 1; }
 	T_RESTORE=$(($(now_cs) - t0))
+	if [ "$REMOTE" = migrate ]; then
+		# a new pid namespace: the restored init has another pid here than the source
+		WPID=$(cat "$W/restored.pid" 2>/dev/null)
+		[ -n "$WPID" ] && [ "$WPID" != "$SRCPID" ] && [ "$(readlink "/proc/$WPID/exe" 2>/dev/null)" = /lp/workload ] ||
+			{ fail "criu restore --pidfile gave '$WPID', not a restored workload (source pid $SRCPID)"; return 1; }
+		alive "$SRCPID" || { fail "the source (pid $SRCPID) is gone before the daemon finished"; return 1; }
+	fi
 	alive "$WPID" || { fail "restored pid $WPID is not running: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1; }
 	kill -USR1 "$WPID" 2>/dev/null || { fail "restored pid $WPID died: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1; }
 	wait_line '^VERIFY' "$W/workload.log" "$VTMO" "$WPID"
@@ -266,6 +386,7 @@ steps() {
 		[ "$DRC" = 0 ] || { fail "daemon exited $DRC"; return 1; }
 		;;
 	esac
+	check_source || return 1
 
 	n=$(last_tick "$W/workload.log")
 	wait_tick "$W/workload.log" $((n + 3)) 20 "$WPID" ||
@@ -282,7 +403,7 @@ steps() {
 scenario() {
 	NAME=$1 DKIND=$2 EXPECT=$3 MIB=$4 WOPTS=$5 KILL=${6:-0}  # KILL: 0, tree or server
 	W=/tmp/s/$NAME IMG=/img/$NAME
-	REASON="" WPID="" DPID="" DJOB="" WJOB="" DEXTRA=""
+	REASON="" WPID="" DPID="" DJOB="" WJOB="" DEXTRA="" SPID="" SJOB="" SRCPID=""
 	T_DUMP=0 T_READY=0 T_RESTORE=0 T_VERIFY=0 T_DAEMON=0 IMGSZ=0
 	KIND_FORK=0
 	case " $WOPTS " in *" -f "*) KIND_FORK=1 ;; esac
@@ -297,7 +418,13 @@ scenario() {
 	# clean up whatever is left, whatever happened
 	[ -n "$WPID" ] && alive "$WPID" && kill -9 "$WPID" 2>/dev/null
 	[ -n "$DPID" ] && alive "$DPID" && kill -9 "$DPID" 2>/dev/null
+	[ -n "$SPID" ] && alive "$SPID" && kill -9 "$SPID" 2>/dev/null
+	# criu dump --lazy-pages still serving: it and the frozen source
+	[ -n "$SJOB" ] && alive "$SJOB" && kill_tree "$SJOB"
+	[ -n "$SRCPID" ] && alive "$SRCPID" && kill -9 "$SRCPID" 2>/dev/null
+	[ -n "$WJOB" ] && alive "$WJOB" && kill_tree "$WJOB"
 	[ -n "$DJOB" ] && wait "$DJOB" 2>/dev/null
+	[ -n "$SJOB" ] && wait "$SJOB" 2>/dev/null
 	[ -n "$WJOB" ] && wait "$WJOB" 2>/dev/null
 	el=$(secs $(($(now_cs) - start)))
 	times="dump=$(secs $T_DUMP)s($IMGSZ MiB) daemon-ready=$(secs $T_READY)s restore=$(secs $T_RESTORE)s verified=$(secs $T_VERIFY)s daemon-done=$(secs $T_DAEMON)s"
@@ -318,7 +445,7 @@ scenario() {
 		say "  --- $NAME workload.log (ticks omitted):"
 		grep -v '^tick' "$W/workload.log" 2>/dev/null | tail -n 15 | sed 's/^/    /'
 		say "  --- last tick: $(last_tick "$W/workload.log")"
-		for f in dump.log restore.log daemon.log daemon.out lazy-pages.log; do
+		for f in dump.log restore.log daemon.log daemon.out lazy-pages.log ps.log ps.out; do
 			[ -s "$W/$f" ] || continue
 			say "  --- $NAME $f (errors, last lines):"
 			grep -E 'Error|error|FAIL|fatal' "$W/$f" | tail -n 8 | sed 's/^/    /'
@@ -596,6 +723,13 @@ run_named() {
 	runc-plugin) runc_scenario runc-plugin plugin local ;;
 	runc-migrate) runc_scenario runc-migrate "$DAEMON" page-server ;;
 	runc-migrate-plugin) runc_scenario runc-migrate-plugin plugin page-server 27028 ;;
+	# pages over TCP (see check_source): lazy migration from criu dump --lazy-pages (the
+	# workload as init of its own pid namespace); a regular dump served by a page server
+	# (criu's under the control, ours with lazypages); CRIU's daemon as the client of ours
+	migrate) REMOTE=migrate PS_PORT=27031 scenario migrate "$DAEMON" pass 64 "-t 2" ;;
+	remote-images) REMOTE=remote-images PSKIND=$DAEMON PS_PORT=27032 scenario remote-images "$DAEMON" pass 64 "-t 2" ;;
+	criu-client) REMOTE=criu-client PSKIND=lazypages PSSINGLE=--single PS_PORT=27033 \
+		scenario criu-client criu pass 64 "-t 2" ;;
 	*) echo "RESULT $1 FAIL 0s unknown scenario" | tee -a "$R/summary" ;;
 	esac
 }
@@ -608,6 +742,7 @@ test_main() {
 			tee -a "$R/summary"
 	fi
 	for s in $SCENARIOS; do
+		REMOTE="" PSKIND="" PSSINGLE="" PS_PORT=""
 		run_named "$s"
 	done
 	echo DONE >>"$R/summary"

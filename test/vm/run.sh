@@ -7,10 +7,12 @@
 #   --daemon=criu       CRIU's own `criu lazy-pages` (the control)
 #   --daemon=lazypages  our `lazypages daemon` ($B/lazypages, the default)
 #   scenarios           single threads fork mm big neg-corrupt neg-broken-exit
-#                       neg-broken-hang neg-killed runc runc-migrate, and with lazypages
+#                       neg-broken-hang neg-killed runc runc-migrate migrate remote-images
+#                       criu-client, and with lazypages
 #                       server-killed plugin plugin-existing plugin-eager runc-plugin
 #                       runc-migrate-plugin (default: all; the runc-migrate* ones only
-#                       when the daemon has a page-server client). neg-* must FAIL (a
+#                       and migrate/remote-images only when the daemon has a page-server
+#                       client; criu-client needs $B/lazypages). neg-* must FAIL (a
 #                       broken daemon, a killed daemon, a corrupted page) and count as
 #                       PASS when they do. runc*: a runc 1.1.5 container (fetched once
 #                       into the cache) checkpointed and restored lazily.
@@ -58,6 +60,14 @@ if [ -z "$scenarios" ]; then
 	scenarios=$ALL_SCENARIOS
 	# lazy migration of a runc container: the daemon fetches from CRIU's page server
 	[ $page_server = yes ] && scenarios="$scenarios runc-migrate"
+	# pages over TCP: lazy migration from criu dump --lazy-pages, remote images (a page
+	# server), and criu lazy-pages as the client of lazypages page-server
+	[ $page_server = yes ] && scenarios="$scenarios migrate remote-images"
+	if [ -x "$B/lazypages" ]; then
+		scenarios="$scenarios criu-client"
+	else
+		echo "vm: no $B/lazypages (run make): criu-client (criu lazy-pages against lazypages page-server) left out"
+	fi
 	# our daemon's supervisor must survive the death of its serving process; the CRIU
 	# plugin starts our daemon from inside criu restore
 	[ "$daemon" = criu ] || scenarios="$scenarios server-killed plugin plugin-existing plugin-eager runc-plugin"
