@@ -983,8 +983,7 @@ static int lp_plugin_init(int stage)
  * closes its listening socket; before, the connection waits in the accept queue. A lazy
  * restore connects long before it ends, so a daemon still listening with nothing queued at
  * the end was never used (the restore failed first, or was not lazy): stop it rather than
- * leave it waiting for ever. Without sock_diag the queue is unknown: a successful restore
- * gives the daemon 2 s to accept.
+ * leave it waiting for ever.
  */
 static bool never_connected(const char *sock, int ret)
 {
@@ -996,7 +995,12 @@ static bool never_connected(const char *sock, int ret)
 		if (!listener_on(sock, &dev, &ino, &pending) || dev != st.sock_dev ||
 		    ino != st.sock_ino || pending > 0)
 			return false;
-		if (pending == 0 || ret || i >= 40)
+		/*
+		 * A daemon that has just accepted still listens for a moment before it
+		 * closes the listener: only a listener that stays idle for 1 s (2 s when
+		 * the queue is unknown) means nobody came.
+		 */
+		if (ret || i >= (pending == 0 ? 20 : 40))
 			return true;
 		usleep(50000);
 	}
