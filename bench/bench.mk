@@ -10,3 +10,5 @@ ALL += $(BENCH)
 .PHONY: bench
 bench: all
 	bench/run.sh $(B) $(BENCH_SIZES)
+
+$(B)/bench/%.o: CPPFLAGS += -Itest

@@ -35,6 +35,7 @@
 #include "magic.h"
 #include "uffd-abi.h"
 #include "writer.h"
+#include "restore-side.h"
 
 #define PG	 4096ULL
 #define BASE	 0x300000000000ULL
@@ -182,17 +183,6 @@ static uint8_t *restore_side(const struct opts *o, uint64_t size, int *sk)
 	struct uffdio_api api = {.api = UFFD_API, .features = LP_UFFD_CRIU_FEATURES};
 	struct uffdio_register reg = {.range = {.start = BASE, .len = size},
 				      .mode = UFFDIO_REGISTER_MODE_MISSING};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr a;
-	} ctl;
-	char byte = 0;
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c;
 	int32_t pid = 1;
 	uint8_t *m;
 	int uffd;
@@ -209,14 +199,7 @@ static uint8_t *restore_side(const struct opts *o, uint64_t size, int *sk)
 	*sk = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (connect(*sk, (struct sockaddr *)&sa, sizeof(sa)))
 		return NULL;
-	if (send(*sk, &pid, 4, 0) != 4)
-		return NULL;
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &uffd, sizeof(int));
-	if (sendmsg(*sk, &mh, 0) != 1)
+	if (lpt_send_uffd(*sk, pid, uffd))
 		return NULL;
 	close(uffd);
 	return m;

@@ -17,3 +17,5 @@ $(LP_STRESS): $(B)/kernel/stress/lp-stress.o $(LIBLP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 ALL += $(LP_STRESS)
+
+$(B)/kernel/stress/%.o: CPPFLAGS += -Itest

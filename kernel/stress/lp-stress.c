@@ -68,6 +68,7 @@
 #include "magic.h"
 #include "uffd-abi.h"
 #include "writer.h"
+#include "restore-side.h"
 
 #define PG	    4096ULL
 #define BASE	    0x220000000000ULL
@@ -536,28 +537,6 @@ static void kill_daemon(void)
 		kill(-dpid, SIGKILL);
 }
 
-static int send_uffd(int fd, int32_t pid, int uffd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr a;
-	} ctl;
-	char byte = 0;
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &uffd, sizeof(int));
-	if (send(fd, &pid, 4, MSG_NOSIGNAL) != 4 || sendmsg(fd, &mh, MSG_NOSIGNAL) != 1)
-		return -errno;
-	return 0;
-}
 
 /*
  * The keeper: a helper process that holds a copy of the uffd for the watchdog.
@@ -676,7 +655,7 @@ static int hand_over(void)
 			ret = -errno;
 	}
 	if (!ret)
-		ret = send_uffd(sk, IMG_PID, uffd);
+		ret = lpt_send_uffd(sk, IMG_PID, uffd);
 	close(uffd); /* as criu does */
 	return ret;
 }

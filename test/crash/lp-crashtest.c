@@ -30,6 +30,7 @@
 #include "magic.h"
 #include "uffd-abi.h"
 #include "writer.h"
+#include "restore-side.h"
 
 #define PG	      4096ULL
 #define NP	      8192ULL /* 32 MiB */
@@ -229,28 +230,6 @@ static void *toucher(void *arg)
 	return NULL;
 }
 
-static int send_uffd(int sk, int32_t pid, int uffd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr a;
-	} ctl;
-	char byte = 0;
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &uffd, sizeof(int));
-	if (send(sk, &pid, 4, 0) != 4 || sendmsg(sk, &mh, 0) != 1)
-		return -1;
-	return 0;
-}
 
 static void forking(const char *dir, bool on)
 {
@@ -293,7 +272,7 @@ static int restore(const char *dir)
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/lazy-pages.socket", dir);
 	sk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (connect(sk, (struct sockaddr *)&sa, sizeof(sa)) || send_uffd(sk, 1, uffd)) {
+	if (connect(sk, (struct sockaddr *)&sa, sizeof(sa)) || lpt_send_uffd(sk, 1, uffd)) {
 		perror("handing the uffd to the daemon");
 		return 2;
 	}
