@@ -127,8 +127,13 @@ static int connect_one(const struct addrinfo *ai, long deadline, int *fdp)
 	return 0;
 }
 
-int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_tls *t,
-		    int timeout_ms)
+/* An error, or only information when LVL says the caller will retry. */
+#define say(lvl, fmt, ...)                                                              \
+	log_printf(lvl, (lvl) == LOG_ERROR ? __FILE__ : NULL, __LINE__, LOG_PREFIX fmt, \
+		   ##__VA_ARGS__)
+
+static int conn_connect(struct lp_conn *c, const char *address, int port, struct lp_tls *t,
+			int timeout_ms, int lvl)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
 	struct addrinfo *res = NULL;
@@ -153,7 +158,7 @@ int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_
 		ret = getaddrinfo(address, service, &hints, &res);
 	}
 	if (ret) {
-		pr_err("cannot resolve %s: %s", address, gai_strerror(ret));
+		say(lvl, "cannot resolve %s: %s", address, gai_strerror(ret));
 		return -EHOSTUNREACH;
 	}
 	ret = -EHOSTUNREACH;
@@ -170,7 +175,7 @@ int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_
 	}
 	freeaddrinfo(res);
 	if (ret) {
-		pr_err("cannot connect to %s port %d: %s", address, port, strerror(-ret));
+		say(lvl, "cannot connect to %s port %d: %s", address, port, strerror(-ret));
 		return ret;
 	}
 	set_nodelay(c->fd);
@@ -180,8 +185,8 @@ int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_
 		if (ret == -EAGAIN) {
 			ret = wait_fd(c->fd, lp_conn_want_write(c) ? POLLOUT : POLLIN, deadline);
 			if (ret == -ETIMEDOUT)
-				pr_err("TLS handshake with %s: no answer within %d ms", c->peer,
-				       timeout_ms);
+				say(lvl, "TLS handshake with %s: no answer within %d ms", c->peer,
+				    timeout_ms);
 		}
 	}
 	if (ret) {
@@ -190,6 +195,18 @@ int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_
 	}
 	pr_info("connected to %s%s", c->peer, t ? " (TLS)" : "");
 	return 0;
+}
+
+int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_tls *t,
+		    int timeout_ms)
+{
+	return conn_connect(c, address, port, t, timeout_ms, LOG_ERROR);
+}
+
+int lp_conn_connect_quiet(struct lp_conn *c, const char *address, int port, struct lp_tls *t,
+			  int timeout_ms)
+{
+	return conn_connect(c, address, port, t, timeout_ms, LOG_INFO);
 }
 
 static int bind_listen(int family, const struct sockaddr *sa, socklen_t salen, int backlog,

@@ -34,6 +34,9 @@ void lp_conn_init(struct lp_conn *c);
  */
 int lp_conn_connect(struct lp_conn *c, const char *address, int port, struct lp_tls *t,
 		    int timeout_ms);
+/* The same for a caller that retries: failures are logged as information only. */
+int lp_conn_connect_quiet(struct lp_conn *c, const char *address, int port, struct lp_tls *t,
+			  int timeout_ms);
 
 /*
  * Listen on ADDRESS (NULL: every local address, IPv6 and IPv4) and PORT (0: the kernel

@@ -62,7 +62,12 @@ static void daemon_usage(FILE *f)
 		"                         criu dump --lazy-pages, criu page-server --lazy-pages\n"
 		"                         or lazypages page-server\n"
 		"      --address A, --port P\n"
-		"      --ps-header 24|32  page-server header: 24 for CRIU <= 4.1 (default), 32 for 4.2+\n" LP_TLS_USAGE
+		"      --ps-header 24|32  page-server header: 24 for CRIU <= 4.1 (default), 32 for 4.2+\n"
+		"      --ps-deadline SEC  a lost page server is reconnected to (faulting threads\n"
+		"                         wait) for up to SEC seconds (default 60); past that the\n"
+		"                         restored processes are killed, never left on zero pages\n"
+		"      --ps-stall SEC     replies due and nothing received for SEC seconds counts as\n"
+		"                         a lost connection (default 10; 0: never)\n" LP_TLS_USAGE
 		"      --no-default-config  accepted for CRIU compatibility\n\n"
 		"Exit status: 0 when every lazy page was delivered (or its process exited),\n"
 		"1 on a fatal error (the message names the pid, address and cause), 2 on bad usage.\n");
@@ -113,6 +118,8 @@ enum {
 	OPT_RESTORES,
 	OPT_RECORD_WS,
 	OPT_PREFETCH,
+	OPT_PS_DEADLINE,
+	OPT_PS_STALL,
 	OPT_IGNORED,
 	OPT_IGNORED_ARG,
 };
@@ -136,6 +143,8 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"inject-bug", required_argument, NULL, OPT_INJECT_BUG},
 		{"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
 		{"ps-header", required_argument, NULL, OPT_PS_HEADER},
+		{"ps-deadline", required_argument, NULL, OPT_PS_DEADLINE},
+		{"ps-stall", required_argument, NULL, OPT_PS_STALL},
 		LP_TLS_LONG_OPTIONS,
 		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
 		{"on-demand", no_argument, NULL, OPT_ON_DEMAND},
@@ -160,6 +169,8 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	o->cfg.fill_chunk_max = 4 << 20;
 	o->cfg.fault_around = 1;
 	o->ps_hdr_size = 24;
+	o->ps_deadline = 60;
+	o->ps_stall = 10;
 	o->supervise = true;
 	o->restores = 1;
 	{
@@ -241,6 +252,20 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 				return -EINVAL;
 			}
 			break;
+		case OPT_PS_DEADLINE:
+		case OPT_PS_STALL: {
+			char *end;
+			double v = strtod(optarg, &end);
+
+			if (end == optarg || *end || v < 0 || v > 86400) {
+				fprintf(stderr,
+					"lazypages: --%s wants seconds (0..86400), not '%s'\n",
+					opts[idx].name, optarg);
+				return -EINVAL;
+			}
+			*(c == OPT_PS_DEADLINE ? &o->ps_deadline : &o->ps_stall) = v;
+			break;
+		}
 		case OPT_NO_SUPERVISE:
 			o->supervise = false;
 			break;
@@ -310,71 +335,7 @@ static int listen_socket(struct lp_daemon *d)
 }
 
 #include "proc.h"
-#include "remote.h"
-
-/* Connect to the page server when restore connects (the source may start late). */
-static int remote_open(struct lp_daemon *d)
-{
-	struct epoll_event ev = {.events = EPOLLIN};
-	struct lp_remote_opts ro = {0};
-	int ret;
-
-	if (!d->o.page_server)
-		return 0;
-	ro.address = d->o.address;
-	ro.port = d->o.port;
-	ro.hdr_size = d->o.ps_hdr_size;
-	ro.tls = d->o.tls;
-	ret = lp_remote_open(&d->sess.remote, &ro, lp_proc_remote_done);
-	if (ret) {
-		pr_err("cannot reach the page server at %s:%d: %s", d->o.address, d->o.port,
-		       strerror(-ret));
-		return ret;
-	}
-	d->remote_ev.kind = LP_EV_REMOTE;
-	d->remote_ev.obj = d;
-	ev.data.ptr = &d->remote_ev;
-	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, lp_remote_fd(d->sess.remote), &ev))
-		return -errno;
-	return 0;
-}
-
-static int remote_ready(struct lp_daemon *d, uint32_t events)
-{
-	int ret = lp_remote_ready(d->sess.remote, events);
-
-	if (ret)
-		pr_err("page server %s:%d: %s", d->o.address, d->o.port, strerror(-ret));
-	return ret;
-}
-
-/* Ask for EPOLLOUT only while requests wait to be sent. */
-static void remote_update(struct lp_daemon *d)
-{
-	bool w;
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->remote_ev};
-
-	if (!d->sess.remote)
-		return;
-	w = lp_remote_want_write(d->sess.remote);
-	if (w == d->remote_out)
-		return;
-	d->remote_out = w;
-	if (w)
-		ev.events |= EPOLLOUT;
-	epoll_ctl(d->epfd, EPOLL_CTL_MOD, lp_remote_fd(d->sess.remote), &ev);
-}
-
-static int remote_close(struct lp_daemon *d)
-{
-	int ret = 0;
-
-	if (d->sess.remote) {
-		ret = lp_remote_close(d->sess.remote);
-		d->sess.remote = NULL;
-	}
-	return ret;
-}
+#include "pslink.h"
 
 /* Wait for criu restore. One restore per daemon, as with criu lazy-pages. */
 static int accept_restore(struct lp_daemon *d)
@@ -402,11 +363,13 @@ static int serve(struct lp_daemon *d)
 	for (;;) {
 		bool work = lp_session_has_work(s);
 		bool probing = s->cfg->on_demand && s->finished;
-		int n = epoll_wait(d->epfd, evs, 32,
-				   work		    ? 0
-				   : s->prefetching ? 1
-				   : probing	    ? 200
-						    : -1);
+		int tmo = work ? 0 : s->prefetching ? 1 : probing ? 200 : -1;
+		int ltmo = lp_pslink_timeout_ms(&d->link);
+		int n;
+
+		if (ltmo >= 0 && (tmo < 0 || ltmo < tmo))
+			tmo = ltmo;
+		n = epoll_wait(d->epfd, evs, 32, tmo);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -431,7 +394,7 @@ static int serve(struct lp_daemon *d)
 				lp_session_wake_ready(ev->obj);
 				break;
 			case LP_EV_REMOTE:
-				ret = remote_ready(d, evs[i].events);
+				ret = lp_pslink_ready(&d->link, evs[i].events);
 				if (ret)
 					return ret;
 				break;
@@ -443,9 +406,14 @@ static int serve(struct lp_daemon *d)
 			lp_session_work(s);
 		if (probing && lp_now() - s->last_probe > 0.2)
 			lp_session_probe(s);
-		remote_update(d);
 		if (s->error)
 			return s->error;
+		{
+			int ret = lp_pslink_tick(&d->link);
+
+			if (ret)
+				return ret;
+		}
 		if (lp_session_done(s)) {
 			if (!s->st.t_resident)
 				s->st.t_resident = lp_now();
@@ -477,26 +445,35 @@ int lp_daemon_serve(struct lp_daemon *d, int conn, struct lp_sup *sup)
 	}
 	d->have_session = true;
 	d->sess.sup = sup;
-	ret = remote_open(d);
+	ret = 0;
+	if (d->o.page_server) {
+		d->link.ro.address = d->o.address;
+		d->link.ro.port = d->o.port;
+		d->link.ro.hdr_size = d->o.ps_hdr_size;
+		d->link.ro.tls = d->o.tls;
+		d->link.deadline_s = d->o.ps_deadline;
+		d->link.stall_s = d->o.ps_stall;
+		ret = lp_pslink_open(&d->link, &d->sess, d->epfd);
+	}
 	if (!ret && sup)
 		ret = lp_session_replay(&d->sess);
 	if (!ret)
 		ret = serve(d);
 	{
-		int r2 = remote_close(d);
+		int r2 = lp_pslink_close(&d->link);
 
 		if (!ret)
 			ret = r2 > 0 ? 0 : r2;
 	}
 	/* Workers finish and count their last chunk before anything is reported. */
 	lp_session_stop_workers(&d->sess);
+	if (ret)
+		lp_session_abandon(&d->sess, ret);
 	lp_stats_print(&d->sess.st, LOG_MSG);
 	if (d->o.stats_file)
 		lp_stats_write_json(&d->sess.st, d->o.stats_file);
 	if (ret)
-		pr_err("lazy restore failed: %s. Processes still missing pages get zero pages "
-		       "when this daemon exits; their memory is not trustworthy",
-		       strerror(-ret));
+		pr_err("lazy restore failed: %s", strerror(-ret));
 	lp_session_fini(&d->sess);
 	d->have_session = false;
 	close(d->epfd);

@@ -7,6 +7,7 @@
 
 #include "image.h"
 #include "pstree.h"
+#include "pslink.h"
 #include "session.h"
 #include "tls.h"
 
@@ -24,6 +25,8 @@ struct daemon_opts {
 	const char *address;
 	int port;
 	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
+	double ps_deadline; /* seconds to keep reconnecting to a lost page server */
+	double ps_stall;    /* seconds of silence with replies due that count as a loss */
 	const char *prefetch_file;
 	struct lp_tls_opts tls;
 	struct lp_config cfg;
@@ -37,8 +40,7 @@ struct lp_daemon {
 	int listen_fd;
 	struct lp_session sess;
 	bool have_session;
-	struct lp_ev remote_ev;
-	bool remote_out;
+	struct lp_pslink link;
 	struct lp_ws prefetch;
 };
 

@@ -160,8 +160,11 @@ int lp_pidimg_get(struct lp_session *s, uint32_t pid, struct lp_pidimg **out)
 	ret = lp_mm_load(s->im, pid, &img->mm);
 	if (!ret)
 		ret = lp_pagemap_load(s->im, pid, &img->pm);
-	if (!ret && !s->remote)
+	if (!ret && !s->remote) {
 		ret = lp_pages_open(s->im, img->pm.pages_id, img->pm.present_bytes, &img->pages);
+		if (!ret)
+			lp_warm_add(&s->warm, img->pages.map, img->pages.size);
+	}
 	if (!ret && s->im->has_parent)
 		ret = load_parent(s->im, img, 1);
 	if (ret) {
@@ -670,6 +673,7 @@ static void handle_fork(struct lp_proc *p, int ufd, uint32_t slot)
 	}
 	c->s = s;
 	c->pid = p->pid;
+	c->forked = true;
 	c->uffd = ufd;
 	c->slot = slot;
 	c->img = p->img;

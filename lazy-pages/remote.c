@@ -22,6 +22,7 @@ struct rq {
 	uint64_t vaddr;
 	uint64_t nr;
 	void *cookie;
+	bool urgent;
 };
 
 struct rq_fifo {
@@ -35,7 +36,11 @@ struct lp_remote {
 	int hdr_size;
 	int timeout_ms;
 	lp_remote_done_fn done;
-	int err; /* fatal error, sticky */
+	int err;   /* fatal error, sticky; or why the connection was lost */
+	bool lost; /* err is a lost connection: lp_remote_reconnect() may cure it */
+	char *address;
+	int port;
+	long last_rx_ms; /* last byte received, or when the first reply came due */
 
 	struct rq_fifo urgent, bg; /* not yet on the wire */
 	struct rq_fifo sent;	   /* committed to the wire, reply due */
@@ -94,10 +99,29 @@ static void fifo_free(struct rq_fifo *f)
 
 /* ---- errors --------------------------------------------------------------------------- */
 
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+/* The peer broke the protocol, or we ran out of memory: no reconnect helps. */
 static int fatal(struct lp_remote *r, int err)
 {
 	if (!r->err)
 		r->err = err;
+	return r->err;
+}
+
+/* The transport failed (reset, closed, timed out): a new connection may help. */
+static int lost(struct lp_remote *r, int err)
+{
+	if (!r->err) {
+		r->err = err;
+		r->lost = true;
+	}
 	return r->err;
 }
 
@@ -119,6 +143,8 @@ static int commit(struct lp_remote *r)
 		iov.nr_pages = q->nr;
 		iov.vaddr = q->vaddr;
 		iov.dst_id = q->pid;
+		if (!r->sent.n)
+			r->last_rx_ms = now_ms(); /* a reply is due from now on */
 		ret = fifo_push(&r->sent, q);
 		if (ret)
 			return ret;
@@ -151,7 +177,7 @@ static int flush(struct lp_remote *r)
 			return 0;
 		if (n < 0) {
 			pr_err("page server %s: send: %s", r->c.peer, lp_conn_strerror(&r->c, n));
-			return fatal(r, (int)n);
+			return lost(r, (int)n);
 		}
 		r->ooff += n;
 	}
@@ -240,13 +266,14 @@ static int receive(struct lp_remote *r, bool deliver)
 			       "outstanding",
 			       r->c.peer, r->in_data || r->rhdr_len ? " mid-reply" : "",
 			       r->sent.n + r->urgent.n + r->bg.n);
-			return fatal(r, -ECONNRESET);
+			return lost(r, -ECONNRESET);
 		}
 		if (n < 0) {
 			pr_err("page server %s: receive: %s", r->c.peer,
 			       lp_conn_strerror(&r->c, n));
-			return fatal(r, (int)n);
+			return lost(r, (int)n);
 		}
+		r->last_rx_ms = now_ms();
 		if (!r->in_data) {
 			int ret;
 
@@ -295,9 +322,15 @@ static int setup(struct lp_remote **out, const struct lp_remote_opts *o, lp_remo
 	r->hdr_size = o->hdr_size ? o->hdr_size : PS_HDR_DEFAULT;
 	r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	r->done = done;
+	r->port = o->port;
+	if (o->address && !(r->address = strdup(o->address))) {
+		free(r);
+		return -ENOMEM;
+	}
 	if (o->tls.enabled) {
 		ret = lp_tls_new(&r->tls, &o->tls, false, o->address);
 		if (ret) {
+			free(r->address);
 			free(r);
 			return ret;
 		}
@@ -314,6 +347,7 @@ static void destroy(struct lp_remote *r)
 	fifo_free(&r->bg);
 	fifo_free(&r->sent);
 	free(r->data);
+	free(r->address);
 	free(r);
 }
 
@@ -334,14 +368,6 @@ int lp_remote_open(struct lp_remote **out, const struct lp_remote_opts *o, lp_re
 		r->tls ? ", TLS" : "");
 	*out = r;
 	return 0;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
 /* Wait for the socket (blocking set-up and close). */
@@ -408,10 +434,11 @@ bool lp_remote_want_write(const struct lp_remote *r)
 int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t img_addr, uint64_t nr_pages,
 		      void *cookie, bool urgent)
 {
-	struct rq q = {.pid = pid, .vaddr = img_addr, .nr = nr_pages, .cookie = cookie};
+	struct rq q = {
+		.pid = pid, .vaddr = img_addr, .nr = nr_pages, .cookie = cookie, .urgent = urgent};
 	int ret;
 
-	if (r->err)
+	if (r->err && !r->lost)
 		return r->err;
 	if (!nr_pages || nr_pages > LP_REMOTE_MAX_PAGES || (img_addr & (LP_PAGE_SIZE - 1)) ||
 	    (r->hdr_size == PS_HDR_V1 && nr_pages > UINT32_MAX)) {
@@ -423,7 +450,10 @@ int lp_remote_request(struct lp_remote *r, uint32_t pid, uint64_t img_addr, uint
 	ret = fifo_push(urgent ? &r->urgent : &r->bg, &q);
 	if (ret)
 		return ret;
-	return flush(r);
+	if (r->lost)
+		return 0; /* sent once a new connection is up */
+	ret = flush(r);
+	return r->lost ? 0 : ret;
 }
 
 int lp_remote_ready(struct lp_remote *r, uint32_t events)
@@ -444,6 +474,99 @@ int lp_remote_ready(struct lp_remote *r, uint32_t events)
 size_t lp_remote_inflight(const struct lp_remote *r)
 {
 	return r->sent.n + r->urgent.n + r->bg.n;
+}
+
+/* ---- losing the connection and getting a new one ---------------------------------------- */
+
+int lp_remote_new(struct lp_remote **out, const struct lp_remote_opts *o, lp_remote_done_fn done)
+{
+	int ret = setup(out, o, done);
+
+	if (!ret) {
+		(*out)->err = -ENOTCONN;
+		(*out)->lost = true;
+	}
+	return ret;
+}
+
+bool lp_remote_lost(const struct lp_remote *r)
+{
+	return r->lost;
+}
+
+long lp_remote_idle_ms(const struct lp_remote *r)
+{
+	if (r->err || (!r->sent.n && !r->in_data && !r->rhdr_len))
+		return 0;
+	return now_ms() - r->last_rx_ms;
+}
+
+void lp_remote_drop(struct lp_remote *r, int err)
+{
+	lost(r, err);
+}
+
+/* Put the requests whose replies never came back in front of those not sent yet. */
+static int requeue(struct lp_remote *r, size_t *nr)
+{
+	struct rq_fifo u = {0}, b = {0};
+	struct rq *q;
+	int ret = 0;
+
+	*nr = r->sent.n;
+	for (; (q = fifo_peek(&r->sent)); fifo_pop(&r->sent))
+		if ((ret = fifo_push(q->urgent ? &u : &b, q)))
+			goto out;
+	for (; (q = fifo_peek(&r->urgent)); fifo_pop(&r->urgent))
+		if ((ret = fifo_push(&u, q)))
+			goto out;
+	for (; (q = fifo_peek(&r->bg)); fifo_pop(&r->bg))
+		if ((ret = fifo_push(&b, q)))
+			goto out;
+	fifo_free(&r->urgent);
+	fifo_free(&r->bg);
+	r->urgent = u;
+	r->bg = b;
+	return 0;
+out:
+	fifo_free(&u);
+	fifo_free(&b);
+	return ret;
+}
+
+int lp_remote_reconnect(struct lp_remote *r, int timeout_ms, size_t *resent)
+{
+	int ret;
+
+	*resent = 0;
+	if (!r->lost)
+		return r->err;
+	if (r->c.fd >= 0)
+		lp_conn_close(&r->c, false);
+	/* A reply cut short is asked for again whole; so are the batch's headers. */
+	r->olen = r->ooff = 0;
+	r->rhdr_len = 0;
+	r->in_data = false;
+	ret = requeue(r, resent);
+	if (ret)
+		return fatal(r, ret);
+	*resent = r->urgent.n + r->bg.n;
+	ret = lp_conn_connect_quiet(&r->c, r->address, r->port, r->tls, timeout_ms);
+	if (ret == -EKEYREJECTED || ret == -EPROTO || ret == -EINVAL) {
+		/* a certificate refused, a peer that is no TLS server: trying again won't help */
+		r->lost = false;
+		r->err = ret;
+		return ret;
+	}
+	if (ret)
+		return ret;
+	r->err = 0;
+	r->lost = false;
+	r->last_rx_ms = now_ms();
+	pr_info("page server %s: connected, %d-byte headers%s", r->c.peer, r->hdr_size,
+		r->tls ? ", TLS" : "");
+	ret = flush(r);
+	return ret;
 }
 
 /* Send LEN bytes of BUF before DEADLINE (the same buffer again after -EAGAIN: TLS). */

@@ -83,6 +83,27 @@ int lp_remote_ready(struct lp_remote *r, uint32_t events);
 size_t lp_remote_inflight(const struct lp_remote *r);
 
 /*
+ * Surviving a lost connection. A send or receive failure, or the end of the stream, marks
+ * the remote lost (lp_remote_ready() returns the error and lp_remote_lost() is true);
+ * protocol errors are not "lost" and stay fatal. While lost, lp_remote_request() queues
+ * and returns 0, and lp_remote_fd() is -1 once lp_remote_reconnect() has run.
+ *
+ *	lp_remote_new()        a remote not connected yet (lost, -ENOTCONN)
+ *	lp_remote_reconnect()  close the old socket, queue again every request whose reply
+ *	                       did not arrive whole (*RESENT: all requests queued now,
+ *	                       those and the ones made while lost), connect within
+ *	                       TIMEOUT_MS: 0, or -errno (still lost; call again later)
+ *	lp_remote_idle_ms()    how long replies have been due with nothing received (0:
+ *	                       none due), to catch a peer that vanished without a reset
+ *	lp_remote_drop()       declare the connection lost (after such a stall)
+ */
+int lp_remote_new(struct lp_remote **r, const struct lp_remote_opts *o, lp_remote_done_fn done);
+bool lp_remote_lost(const struct lp_remote *r);
+int lp_remote_reconnect(struct lp_remote *r, int timeout_ms, size_t *resent);
+long lp_remote_idle_ms(const struct lp_remote *r);
+void lp_remote_drop(struct lp_remote *r, int err);
+
+/*
  * Send PS_IOV_CLOSE (after any request already partly sent; unsent ones are dropped and
  * replies still due are read and discarded, without done()), wait for its int32 status,
  * close (TLS close_notify first) and free. Returns 0, the fatal error seen earlier, or

@@ -42,6 +42,7 @@ int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const str
 		return -ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	lp_warm_init(&s->warm);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
 		int e = -errno;
@@ -76,6 +77,7 @@ err : {
 void lp_session_fini(struct lp_session *s)
 {
 	lp_session_stop_workers(s);
+	lp_warm_stop(&s->warm);
 	if (s->cfg->record_ws)
 		lp_ws_save(&s->ws, s->cfg->record_ws);
 	lp_ws_free(&s->ws);

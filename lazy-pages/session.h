@@ -19,6 +19,7 @@
 #include "pstree.h"
 #include "ranges.h"
 #include "stats.h"
+#include "warm.h"
 
 #define LP_RESTORE_FINISHED 0x52535446U /* "RSTF": criu restore is done */
 #define LP_SOCKET_NAME	    "lazy-pages.socket"
@@ -100,6 +101,7 @@ struct lp_proc {
 	bool gone;	       /* a worker saw ESRCH (atomic); the loop thread ends the process */
 	uint64_t unregistered; /* a worker saw ENOENT here (atomic); the loop thread checks */
 	uint32_t pid;	       /* image pid; a forked child keeps its ancestor's */
+	bool forked;	       /* came from a FORK event: its own pid is unknown */
 	int uffd;
 	uint32_t slot; /* where the supervisor keeps a copy of the uffd */
 	bool exited;
@@ -151,6 +153,8 @@ struct lp_session {
 	int wake_fd; /* eventfd: workers wake the loop thread */
 	struct lp_ev wake_ev;
 
+	struct lp_warm warm; /* populates the pages files' mappings early */
+
 	struct lp_ws ws;       /* faults recorded for cfg->record_ws */
 	bool prefetching;      /* the loop thread installs the --prefetch set */
 	double prefetch_after; /* not before this time (VMAs not registered yet) */
@@ -184,5 +188,12 @@ bool lp_session_work(struct lp_session *s);
 bool lp_session_has_work(const struct lp_session *s);
 /* Every page delivered (or its process gone) after the finish word. */
 bool lp_session_done(const struct lp_session *s);
+
+/*
+ * The restore cannot be completed (WHY, -errno): end every process still missing pages,
+ * so none runs on with memory the kernel would fill with zeros once the uffds close.
+ * Loop thread, fill workers stopped.
+ */
+void lp_session_abandon(struct lp_session *s, int why);
 
 #endif

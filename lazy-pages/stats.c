@@ -47,6 +47,16 @@ void lp_stats_print(const struct lp_stats *st, int level)
 		   (unsigned long long)st->faults, (unsigned long long)st->ev_fork,
 		   (unsigned long long)st->ev_remap, (unsigned long long)st->ev_remove,
 		   (unsigned long long)st->ev_unmap);
+	if (st->ps_reconnects || st->ps_outage_s > 0)
+		log_printf(level, NULL, 0,
+			   "summary: page server reconnected %u time%s, %.2f s without it in all",
+			   st->ps_reconnects, st->ps_reconnects == 1 ? "" : "s", st->ps_outage_s);
+	if (st->killed || st->pages_poisoned)
+		log_printf(level, NULL, 0,
+			   "summary: restore given up: %u process%s killed, %llu missing pages "
+			   "poisoned (SIGBUS on touch)",
+			   st->killed, st->killed == 1 ? "" : "es",
+			   (unsigned long long)st->pages_poisoned);
 	if (st->t_resident > 0)
 		log_printf(level, NULL, 0,
 			   "summary: fully resident %.3f s after restore finished, %.3f s after "
@@ -71,6 +81,8 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		"  \"pages_zero\": %llu,\n  \"pages_dropped\": %llu,\n  \"pages_orphaned\": %llu,\n"
 		"  \"eexist\": %llu,\n  \"bytes\": %llu,\n  \"fault_messages\": %llu,\n"
 		"  \"events\": {\"fork\": %llu, \"remap\": %llu, \"remove\": %llu, \"unmap\": %llu},\n"
+		"  \"ps_reconnects\": %u,\n  \"ps_outage_seconds\": %.3f,\n"
+		"  \"pages_poisoned\": %llu,\n  \"killed\": %u,\n"
 		"  \"seconds_to_resident_after_finish\": %.6f,\n"
 		"  \"seconds_to_resident_after_first_uffd\": %.6f,\n"
 		"  \"seconds_total\": %.6f\n}\n",
@@ -82,8 +94,9 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		(unsigned long long)st->bytes, (unsigned long long)st->faults,
 		(unsigned long long)st->ev_fork, (unsigned long long)st->ev_remap,
 		(unsigned long long)st->ev_remove, (unsigned long long)st->ev_unmap,
-		since(st->t_resident, st->t_finished), since(st->t_resident, st->t_first_uffd),
-		since(lp_now(), st->t_start));
+		st->ps_reconnects, st->ps_outage_s, (unsigned long long)st->pages_poisoned,
+		st->killed, since(st->t_resident, st->t_finished),
+		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start));
 	if (fclose(f)) {
 		int e = -errno;
 

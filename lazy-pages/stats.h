@@ -20,6 +20,10 @@ struct lp_stats {
 	uint64_t faults;	   /* fault messages read */
 	uint64_t ev_fork, ev_remap, ev_remove, ev_unmap;
 	uint32_t procs, zombies, forks, exited;
+	uint32_t ps_reconnects;	 /* page-server connections replaced */
+	double ps_outage_s;	 /* seconds without a page-server connection, in all */
+	uint64_t pages_poisoned; /* made to SIGBUS when the restore had to be given up */
+	uint32_t killed;	 /* restored processes ended for that reason */
 	double t_start, t_first_uffd, t_finished, t_resident; /* monotonic seconds */
 };
 
