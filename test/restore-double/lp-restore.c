@@ -20,7 +20,8 @@
  * --no-lazy fills every page itself (no daemon, no uffd) and runs the same checks.
  *
  * Exit: 0 all verified, 1 a page did not match (or a child failed), 2 setup or usage error,
- * 3 watchdog timeout, 77 userfaultfd unavailable.
+ * 3 watchdog timeout, 4 no page mismatched but a process was killed by a signal (e.g. the
+ * daemon ended the restore), 77 userfaultfd unavailable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,7 @@
 #define EX_FAIL	   1
 #define EX_SETUP   2
 #define EX_TIMEOUT 3
+#define EX_KILLED  4
 #define EX_SKIP	   77
 
 #define MAX_THREADS    64
@@ -79,11 +81,11 @@ static const char *const ev_names[NR_EV] = {"dontneed", "mremap", "munmap", "gro
 static const char *const order_names[] = {"mix", "seq", "rev", "rand"};
 
 struct opts {
-	const char *dir, *workdir, *stats_file;
+	const char *dir, *workdir, *stats_file, *progress_file;
 	bool no_lazy, shuffle, keep_socket, register_first, no_finish, no_verify, signals;
-	bool check_pattern, quiet;
+	bool check_pattern, quiet, image_pids;
 	unsigned int threads, forks, fork_storm, event_count, events;
-	unsigned int register_delay_ms, late_delay_ms, timeout;
+	unsigned int register_delay_ms, late_delay_ms, timeout, touch_delay_us;
 	enum order order;
 	double touch_fraction, write_fraction, modify_fraction;
 	uint64_t seed;
@@ -136,6 +138,7 @@ struct slot {
 	uint64_t pages, lazy, nonlazy, holes, shared, locked;
 	_Atomic uint64_t checks, missing_at_start, untouched, untouched_lazy, filled_bg;
 	_Atomic uint64_t forks, storm, signals, events[NR_EV], mismatches;
+	_Atomic uint64_t first_touches; /* first-phase checks planned (all verifier threads) */
 	unsigned int nthreads;
 	double secs;
 	struct thr_slot thr[NR_SLOTS];
@@ -910,6 +913,8 @@ static void *verifier(void *arg)
 			__atomic_fetch_add((uint64_t *)p->addr, 1, __ATOMIC_SEQ_CST);
 			atomic_store(&C.mod[i], MOD_MODIFIED);
 		}
+		if (O.touch_delay_us)
+			sleep_ms(O.touch_delay_us / 1000.0);
 	}
 	free(perm);
 	return NULL;
@@ -1249,6 +1254,7 @@ static int verify(void)
 	C.main_tid = (pid_t)syscall(SYS_gettid);
 	set_phase(C.slot, PH_VERIFY);
 	C.slot->missing_at_start = count_missing(C.statics, C.nstatic, PG_LAZY);
+	atomic_store(&C.slot->first_touches, (uint64_t)C.nthreads * C.ntouch);
 	sigaction(SIGUSR1, &sa, NULL);
 	for (unsigned int t = 0; t < C.nthreads; t++) {
 		vt[t] = (struct vthread){.id = t, .order = O.order};
@@ -1745,6 +1751,37 @@ static void explain_child(struct task *t)
 	    t->reaped && WIFSIGNALED(t->status) ? strsignal(WTERMSIG(t->status)) : "");
 }
 
+/* --progress-file: how far the first phase is, for tests that act in the middle of it. */
+static void write_progress(void)
+{
+	uint64_t done = 0, planned = 0;
+	unsigned int verifying = 0, procs = 0;
+	char tmp[4096];
+	FILE *f;
+
+	if (!O.progress_file)
+		return;
+	for (size_t i = 0; i < PT.nr; i++) {
+		struct slot *s = T[i].slot;
+
+		if (T[i].zombie)
+			continue;
+		procs++;
+		verifying += atomic_load(&s->phase) >= PH_VERIFY;
+		planned += atomic_load(&s->first_touches);
+		for (int k = 0; k < MAX_THREADS; k++)
+			done += atomic_load(&s->thr[k].checks);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", O.progress_file);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "touched %llu of %llu (first phase), %u of %u processes verifying\n",
+		(unsigned long long)done, (unsigned long long)planned, verifying, procs);
+	if (fclose(f) == 0)
+		rename(tmp, O.progress_file);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -1766,6 +1803,8 @@ static void usage(FILE *f)
 		"                         criu restore -d exiting)\n"
 		"      --no-finish        never send the finish word (the daemon must fail)\n"
 		"      --no-verify        children exit as soon as they are released\n"
+		"      --image-pids       restored processes get their checkpoint pids, as with CRIU\n"
+		"                         (ns_last_pid; root, in a pid namespace where they are free)\n"
 		"Verification:\n"
 		"  -t, --threads N        verifier threads per process (default: pstree threads)\n"
 		"      --order O          seq | rev | rand | mix (default mix: per thread)\n"
@@ -1774,6 +1813,7 @@ static void usage(FILE *f)
 		"      --late-delay MS    default 200\n"
 		"      --daemon-pid PID   wait for the daemon to exit, then require every untouched\n"
 		"                         lazy page to be resident (delivered by background fill)\n"
+		"      --touch-delay-us N sleep N us after each first-phase page (a slow restore)\n"
 		"      --write-fraction F write faults (atomic add 0) before a check (default 0.25)\n"
 		"      --modify-fraction F writes after a check (default 0.1)\n"
 		"      --fork N           fork N children that verify every page (default 0)\n"
@@ -1786,10 +1826,13 @@ static void usage(FILE *f)
 		"      --pattern-seed N   mkckpt's seed (default: from DIR/" LPT_INFO_FILE ")\n"
 		"      --timeout S        watchdog (default 120); a hang is reported and fails\n"
 		"      --stats-file F     JSON summary\n"
+		"      --progress-file F  rewritten every 50 ms: \"touched X of Y (first phase), P of\n"
+		"                         N processes verifying\"\n"
 		"  -q, --quiet            no per-process lines\n"
 		"\n"
 		"Exit: 0 verified, 1 mismatch or a child failed, 2 setup error, 3 timeout,\n"
-		"77 userfaultfd unavailable.\n");
+		"4 no page mismatched but a process was killed by a signal, 77 userfaultfd\n"
+		"unavailable.\n");
 }
 
 static int parse_frac(const char *s, double *v)
@@ -1868,6 +1911,9 @@ static int parse_opts(int argc, char **argv)
 		OPT_PSEED,
 		OPT_TIMEOUT,
 		OPT_STATS,
+		OPT_TOUCH_DELAY,
+		OPT_PROGRESS,
+		OPT_IMAGE_PIDS,
 	};
 	static const struct option lo[] = {
 		{"images-dir", required_argument, NULL, 'D'},
@@ -1896,6 +1942,9 @@ static int parse_opts(int argc, char **argv)
 		{"pattern-seed", required_argument, NULL, OPT_PSEED},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"stats-file", required_argument, NULL, OPT_STATS},
+		{"touch-delay-us", required_argument, NULL, OPT_TOUCH_DELAY},
+		{"progress-file", required_argument, NULL, OPT_PROGRESS},
+		{"image-pids", no_argument, NULL, OPT_IMAGE_PIDS},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -2010,6 +2059,15 @@ static int parse_opts(int argc, char **argv)
 		case OPT_STATS:
 			O.stats_file = optarg;
 			break;
+		case OPT_TOUCH_DELAY:
+			bad = parse_u(optarg, &O.touch_delay_us) || O.touch_delay_us > 10000000;
+			break;
+		case OPT_PROGRESS:
+			O.progress_file = optarg;
+			break;
+		case OPT_IMAGE_PIDS:
+			O.image_pids = true;
+			break;
 		case 'q':
 			O.quiet = true;
 			break;
@@ -2072,6 +2130,7 @@ static void write_stats(int result, double secs)
 	    "%.2f s",
 	    result == EX_OK	   ? "OK"
 	    : result == EX_TIMEOUT ? "TIMEOUT"
+	    : result == EX_KILLED  ? "KILLED (no mismatch)"
 				   : "FAILED",
 	    procs, procs == 1 ? "" : "es", zombies, zombies == 1 ? "" : "s",
 	    (unsigned long long)pages, (unsigned long long)lazy, (unsigned long long)checks,
@@ -2097,6 +2156,7 @@ static void write_stats(int result, double secs)
 		"  \"seconds\": %.6f\n}\n",
 		result == EX_OK	       ? "ok"
 		: result == EX_TIMEOUT ? "timeout"
+		: result == EX_KILLED  ? "killed"
 				       : "failed",
 		procs, zombies, (unsigned long long)pages, (unsigned long long)lazy,
 		(unsigned long long)checks, (unsigned long long)miss, (unsigned long long)untouched,
@@ -2118,10 +2178,81 @@ static int send_word(int sk, int32_t w, const char *what)
 	return 0;
 }
 
+#define NS_LAST_PID "/proc/sys/kernel/ns_last_pid"
+
+static int write_last_pid(int v)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof(buf), "%d", v);
+	int fd = open(NS_LAST_PID, O_WRONLY | O_CLOEXEC), e;
+
+	if (fd >= 0 && write(fd, buf, len) == len) {
+		close(fd);
+		return 0;
+	}
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	errno = e;
+	return -1;
+}
+
+/*
+ * --image-pids: fork a child whose pid is WANT, the way CRIU did before clone3: set
+ * ns_last_pid to WANT - 1 and fork; a child that got another pid (someone else forked in
+ * between) exits at once and we try again. ns_last_pid is put back afterwards, so that the
+ * namespace's other processes do not go on taking the checkpoint's pids.
+ */
+static pid_t fork_as(pid_t want)
+{
+	pid_t pid = -1;
+	int old = -1, e = EEXIST;
+	FILE *f = fopen(NS_LAST_PID, "re");
+
+	if (f) {
+		if (fscanf(f, "%d", &old) != 1)
+			old = -1;
+		fclose(f);
+	}
+	for (int tries = 0; tries < 200; tries++) {
+		if (write_last_pid(want - 1)) {
+			e = errno;
+			say("--image-pids: cannot write " NS_LAST_PID ": %s (needs CAP_SYS_ADMIN "
+			    "or CAP_CHECKPOINT_RESTORE)",
+			    strerror(e));
+			break;
+		}
+		pid = fork();
+		if (pid == 0 && getpid() != want)
+			_exit(0);
+		if (pid == 0)
+			return 0;
+		if (pid < 0 || pid == want) {
+			e = errno;
+			break;
+		}
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		pid = -1;
+		sleep_ms(1);
+	}
+	if (old >= 0 && old < want - 1)
+		write_last_pid(old);
+	if (pid < 0) {
+		if (e == EEXIST)
+			say("--image-pids: could not get pid %d (in use? run in a pid namespace of "
+			    "its own)",
+			    (int)want);
+		errno = e;
+	}
+	return pid;
+}
+
 static int run(void)
 {
 	size_t *order;
 	int sk = -1, result = EX_OK;
+	bool killed = false, failed = false;
 	struct lpt_rng r;
 	double t0 = now_s();
 	char c;
@@ -2156,7 +2287,7 @@ static int run(void)
 			say("pipe: %s", strerror(errno));
 			return EX_SETUP;
 		}
-		t->real = fork();
+		t->real = O.image_pids ? fork_as(t->pid) : fork();
 		if (t->real < 0) {
 			say("fork: %s", strerror(errno));
 			kill_children();
@@ -2271,7 +2402,7 @@ static int run(void)
 	}
 
 	/* Wait for everyone, watching the clock. */
-	for (;;) {
+	for (unsigned int turn = 0;; turn++) {
 		bool left = false;
 
 		for (size_t i = 0; i < PT.nr; i++) {
@@ -2285,6 +2416,10 @@ static int run(void)
 					if (WIFSIGNALED(t->status) ||
 					    WEXITSTATUS(t->status) != EX_FAIL)
 						explain_child(t);
+					if (WIFSIGNALED(t->status))
+						killed = true;
+					else
+						failed = true;
 					result = EX_FAIL;
 				}
 			} else {
@@ -2295,7 +2430,21 @@ static int run(void)
 			break;
 		if (now_s() > deadline)
 			goto timeout;
+		if (turn % 10 == 0)
+			write_progress();
 		sleep_ms(5);
+	}
+	write_progress();
+	if (killed && !failed) {
+		uint64_t mism = 0;
+
+		for (size_t i = 0; i < PT.nr; i++)
+			if (!T[i].zombie)
+				mism += atomic_load(&T[i].slot->mismatches);
+		if (!mism) {
+			say("no page mismatched, but restored processes were killed by signals");
+			result = EX_KILLED;
+		}
 	}
 	if (!O.quiet || result) {
 		for (size_t i = 0; i < PT.nr; i++) {
