@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,6 +460,61 @@ static int run_baselines(const struct opts *o, uint64_t size, struct result *r)
 	return bad ? -1 : 0;
 }
 
+static int run_once(const struct opts *o, uint64_t size, struct result *r)
+{
+	return run_baselines(o, size, r) || run_lazy(o, size, EXP_SEQ_NOFILL, r) ||
+	       run_lazy(o, size, EXP_RAND_NOFILL, r) || run_lazy(o, size, EXP_RAND_FILL, r) ||
+	       run_lazy(o, size, EXP_SEQ_ALL, r) || run_lazy(o, size, EXP_RESIDENT, r) ||
+	       run_lazy(o, size, EXP_WS_RECORD, r) || run_lazy(o, size, EXP_WS_PLAIN, r) ||
+	       run_lazy(o, size, EXP_WS_PREFETCH, r);
+}
+
+/*
+ * --reps N: the whole set of experiments N times in turn (each one side by side with its
+ * baselines), then the median of every figure: one noisy run on a shared machine moves
+ * no ratio.
+ */
+static int run_reps(const struct opts *o, uint64_t size, struct result *out)
+{
+	static const size_t fields[] = {
+		offsetof(struct result, seq_nofill_p50),  offsetof(struct result, seq_nofill_p99),
+		offsetof(struct result, rand_nofill_p50), offsetof(struct result, rand_nofill_p99),
+		offsetof(struct result, rand_fill_p50),	  offsetof(struct result, rand_fill_p99),
+		offsetof(struct result, seq_all_s),	  offsetof(struct result, resident_s),
+		offsetof(struct result, kern_seq_read_s), offsetof(struct result, kern_seq_write_s),
+		offsetof(struct result, kern_rand_p50),	  offsetof(struct result, kern_rand_p99),
+		offsetof(struct result, eager_s),	  offsetof(struct result, ws_plain_s),
+		offsetof(struct result, ws_prefetch_s),
+	};
+	int n = o->reps > 0 ? o->reps : 1;
+	struct result *rr = calloc(n, sizeof(*rr));
+	double *v = calloc(n, sizeof(*v));
+
+	if (!rr || !v) {
+		free(rr);
+		free(v);
+		return -1;
+	}
+	for (int k = 0; k < n; k++) {
+		if (run_once(o, size, &rr[k])) {
+			free(rr);
+			free(v);
+			return -1;
+		}
+	}
+	*out = rr[0];
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		for (int k = 0; k < n; k++)
+			v[k] = *(double *)((char *)&rr[k] + fields[f]);
+		qsort(v, n, sizeof(*v), cmp_double);
+		*(double *)((char *)out + fields[f]) =
+			n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	}
+	free(rr);
+	free(v);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: lp-bench --daemon PATH [--sizes 64M,256M,1G] [--dir TMP] [--out DIR]\n"
@@ -552,12 +608,7 @@ int main(int argc, char **argv)
 				(unsigned long long)(size >> 20), o.dir);
 			return 1;
 		}
-		if (run_baselines(&o, size, &r) || run_lazy(&o, size, EXP_SEQ_NOFILL, &r) ||
-		    run_lazy(&o, size, EXP_RAND_NOFILL, &r) ||
-		    run_lazy(&o, size, EXP_RAND_FILL, &r) || run_lazy(&o, size, EXP_SEQ_ALL, &r) ||
-		    run_lazy(&o, size, EXP_RESIDENT, &r) || run_lazy(&o, size, EXP_WS_RECORD, &r) ||
-		    run_lazy(&o, size, EXP_WS_PLAIN, &r) ||
-		    run_lazy(&o, size, EXP_WS_PREFETCH, &r)) {
+		if (run_reps(&o, size, &r)) {
 			fails++;
 			continue;
 		}

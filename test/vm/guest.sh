@@ -1,6 +1,7 @@
 #!/bin/sh
 # Guest side of the VM tier (busybox ash, run by /init from the host share at /mnt).
-# /mnt/config sets MODE (test|demo), DAEMON (criu|lazypages) and SCENARIOS.
+# /mnt/config sets MODE (test|demo|bench), DAEMON (criu|lazypages) and SCENARIOS; MODE=bench
+# runs bench-guest.sh (make bench-vm: criu lazy-pages and lazypages daemon side by side).
 # Results: one "RESULT name PASS|FAIL seconds details" line per scenario on the console and
 # in /mnt/results/summary (ended by "DONE"), each scenario's logs in /mnt/results/NAME/.
 #
@@ -842,5 +843,6 @@ demo_end() {
 
 case $MODE in
 demo) demo_main ;;
+bench) . /mnt/bench-guest.sh ;;
 *) test_main ;;
 esac
