@@ -473,7 +473,8 @@ int lp_daemon_serve(struct lp_daemon *d, int conn, struct lp_sup *sup)
 	if (d->o.stats_file)
 		lp_stats_write_json(&d->sess.st, d->o.stats_file);
 	if (ret)
-		pr_err("lazy restore failed: %s", strerror(-ret));
+		pr_err("lazy restore failed: %s",
+		       ret == -EHOSTDOWN ? "the page server stayed unreachable" : strerror(-ret));
 	lp_session_fini(&d->sess);
 	d->have_session = false;
 	close(d->epfd);

@@ -288,7 +288,7 @@ steps() {
 	case $REMOTE in
 	remote-images|criu-client)
 		start_server "$PSKIND" || return 1
-		DEXTRA="--page-server --address 127.0.0.1 --port $PS_PORT"
+		DEXTRA="--page-server --address 127.0.0.1 --port $PS_PORT $PSDEXTRA"
 		;;
 	esac
 
@@ -341,10 +341,35 @@ steps() {
 			kill -9 $kids
 			say "  $NAME: killed the daemon's child process(es) $kids with ${rss:-?} of $MIB MiB resident"
 			;;
+		ps-restart|ps-gone) # the page server, for a while or for good
+			kill -9 "$SPID"
+			wait "$SJOB" 2>/dev/null
+			say "  $NAME: killed the page server (pid $SPID) with ${rss:-?} of $MIB MiB resident"
+			if [ "$KILL" = ps-restart ]; then
+				sleep 2
+				start_server "$PSKIND" || return 1
+				say "  $NAME: a new page server (pid $SPID) after 2 s"
+			fi
+			;;
 		esac
 	fi
 	wait "$RJOB" || { fail "criu restore exited $?"; return 1; }
 	T_RESTORE=$(($(now_cs) - t0))
+	if [ "$KILL" = ps-gone ]; then
+		# The page server never comes back: past --ps-deadline the daemon must end the
+		# restored workload (Linux 6.1 has no UFFDIO_POISON: SIGKILL by pid) instead of
+		# exiting and letting its missing pages read as zeros.
+		wait_daemon "$DTMO" || { fail "daemon still running ${DTMO}s after the page server died"; return 1; }
+		T_DAEMON=$((DEND - t0))
+		[ "$DRC" = 1 ] || { fail "daemon exited $DRC with its page server gone (expected 1)"; return 1; }
+		grep -q 'unreachable for .*ending the restored processes' "$W/daemon.log" ||
+			{ fail "daemon.log does not say the page server stayed unreachable"; return 1; }
+		grep -q "killed 1 restored process still missing pages: $WPID\$" "$W/daemon.log" ||
+			{ fail "the daemon did not kill the restored workload (pid $WPID): $(grep -m1 -E 'killed|abandon' "$W/daemon.log")"; return 1; }
+		wait_gone "$WPID" 10 || { fail "restored pid $WPID still alive after the daemon gave up"; return 1; }
+		! grep -q '^CORRUPT' "$W/workload.log" || { fail "read zeros: $(grep -m1 '^CORRUPT' "$W/workload.log")"; return 1; }
+		return 0
+	fi
 	if [ "$REMOTE" = migrate ]; then
 		# a new pid namespace: the restored init has another pid here than the source
 		WPID=$(cat "$W/restored.pid" 2>/dev/null)
@@ -385,6 +410,10 @@ steps() {
 		wait_daemon "$DTMO" || { fail "daemon still running ${DTMO}s after restore"; return 1; }
 		T_DAEMON=$((DEND - t0))
 		[ "$DRC" = 0 ] || { fail "daemon exited $DRC"; return 1; }
+		if [ "$KILL" = ps-restart ]; then
+			grep -q 'page server .* back after' "$W/daemon.log" ||
+				{ fail "daemon.log does not show the page server coming back"; return 1; }
+		fi
 		;;
 	esac
 	check_source || return 1
@@ -731,6 +760,13 @@ run_named() {
 	remote-images) REMOTE=remote-images PSKIND=$DAEMON PS_PORT=27032 scenario remote-images "$DAEMON" pass 64 "-t 2" ;;
 	criu-client) REMOTE=criu-client PSKIND=lazypages PSSINGLE=--single PS_PORT=27033 \
 		scenario criu-client criu pass 64 "-t 2" ;;
+	# lazypages only: the page server killed mid-transfer and restarted 2 s later (the
+	# daemon reconnects, memory verified), or killed for good (past --ps-deadline the
+	# daemon kills the restored workload: it must never run on zero pages)
+	ps-restart) REMOTE=remote-images PSKIND=lazypages PS_PORT=27034 \
+		scenario ps-restart "$DAEMON" pass 128 "-t 2" ps-restart ;;
+	ps-gone) REMOTE=remote-images PSKIND=lazypages PS_PORT=27035 PSDEXTRA="--ps-deadline 3 --ps-stall 2" \
+		scenario ps-gone "$DAEMON" pass 128 "-t 2" ps-gone ;;
 	*) echo "RESULT $1 FAIL 0s unknown scenario" | tee -a "$R/summary" ;;
 	esac
 }
@@ -743,7 +779,7 @@ test_main() {
 			tee -a "$R/summary"
 	fi
 	for s in $SCENARIOS; do
-		REMOTE="" PSKIND="" PSSINGLE="" PS_PORT=""
+		REMOTE="" PSKIND="" PSSINGLE="" PS_PORT="" PSDEXTRA=""
 		run_named "$s"
 	done
 	echo DONE >>"$R/summary"

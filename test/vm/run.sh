@@ -72,6 +72,8 @@ if [ -z "$scenarios" ]; then
 	# plugin starts our daemon from inside criu restore
 	[ "$daemon" = criu ] || scenarios="$scenarios server-killed plugin plugin-existing plugin-eager runc-plugin"
 	[ "$daemon" = criu ] || [ $page_server = no ] || scenarios="$scenarios runc-migrate-plugin"
+	# lazypages only: a page server lost mid-transfer, then back or gone for good
+	[ "$daemon" = criu ] || [ $page_server = no ] || scenarios="$scenarios ps-restart ps-gone"
 	[ $page_server = yes ] ||
 		echo "vm: $B/lazypages has no page-server client: runc-migrate and runc-migrate-plugin left out"
 fi
