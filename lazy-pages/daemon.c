@@ -56,6 +56,9 @@ static void daemon_usage(FILE *f)
 		"      --record-ws FILE   write the pages the restore faulted, in order, to FILE\n"
 		"      --prefetch FILE    install FILE's pages (from --record-ws) first, right after\n"
 		"                         restore finishes, then serve faults and fill the rest\n"
+		"      --busy-poll USEC   after activity, poll this long before the loop thread\n"
+		"                         sleeps: a fault that follows soon is served without a\n"
+		"                         wake-up (default 50; 0: off)\n"
 		"      --no-supervise     no supervisor: if the serving process dies, pages still\n"
 		"                         missing become zero pages (criu lazy-pages behaviour)\n"
 		"      --page-server      fetch pages from a page server (--address, --port):\n"
@@ -120,6 +123,7 @@ enum {
 	OPT_PREFETCH,
 	OPT_PS_DEADLINE,
 	OPT_PS_STALL,
+	OPT_BUSY_POLL,
 	OPT_IGNORED,
 	OPT_IGNORED_ARG,
 };
@@ -145,6 +149,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"ps-header", required_argument, NULL, OPT_PS_HEADER},
 		{"ps-deadline", required_argument, NULL, OPT_PS_DEADLINE},
 		{"ps-stall", required_argument, NULL, OPT_PS_STALL},
+		{"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
 		LP_TLS_LONG_OPTIONS,
 		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
 		{"on-demand", no_argument, NULL, OPT_ON_DEMAND},
@@ -171,6 +176,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	o->ps_hdr_size = 24;
 	o->ps_deadline = 60;
 	o->ps_stall = 10;
+	o->busy_poll_us = 50;
 	o->supervise = true;
 	o->restores = 1;
 	{
@@ -266,6 +272,13 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			*(c == OPT_PS_DEADLINE ? &o->ps_deadline : &o->ps_stall) = v;
 			break;
 		}
+		case OPT_BUSY_POLL:
+			o->busy_poll_us = atoi(optarg);
+			if (o->busy_poll_us < 0 || o->busy_poll_us > 100000) {
+				fprintf(stderr, "lazypages: --busy-poll wants 0..100000 µs\n");
+				return -EINVAL;
+			}
+			break;
 		case OPT_NO_SUPERVISE:
 			o->supervise = false;
 			break;
@@ -359,6 +372,7 @@ static int serve(struct lp_daemon *d)
 {
 	struct epoll_event evs[32];
 	struct lp_session *s = &d->sess;
+	double busy_until = 0;
 
 	for (;;) {
 		bool work = lp_session_has_work(s);
@@ -369,7 +383,16 @@ static int serve(struct lp_daemon *d)
 
 		if (ltmo >= 0 && (tmo < 0 || ltmo < tmo))
 			tmo = ltmo;
+		/*
+		 * Busy polling: right after a fault, the next one tends to follow within
+		 * microseconds. Polling for --busy-poll µs spares it the wake-up of a
+		 * sleeping loop thread, the largest part of a fault's round trip.
+		 */
+		if (tmo != 0 && d->o.busy_poll_us && lp_now() < busy_until)
+			tmo = 0;
 		n = epoll_wait(d->epfd, evs, 32, tmo);
+		if (n > 0 && d->o.busy_poll_us)
+			busy_until = lp_now() + d->o.busy_poll_us / 1e6;
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -27,6 +27,7 @@ struct daemon_opts {
 	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
 	double ps_deadline; /* seconds to keep reconnecting to a lost page server */
 	double ps_stall;    /* seconds of silence with replies due that count as a loss */
+	int busy_poll_us;   /* keep polling this long after activity before sleeping */
 	const char *prefetch_file;
 	struct lp_tls_opts tls;
 	struct lp_config cfg;
