@@ -23,30 +23,16 @@
 BENCH_SIZES=${BENCH_SIZES:-64 256}
 BENCH_REPS=${BENCH_REPS:-3}
 
-# bench_daemon KIND(criu|lazypages): start a lazy-pages daemon on $IMG with its defaults,
-# wait for its readiness byte. Sets DPID and DJOB (writes "EXITCODE END_CS" to
-# $W/daemon.exit when the daemon ends).
+# bench_daemon KIND(criu|lazypages): start a lazy-pages daemon on $IMG with its defaults and
+# wait for its readiness byte (guest.sh's run_daemon: sets DPID and DJOB).
 bench_daemon() {
-	rm -f "$W/status" "$W/daemon.exit" "$W/daemon.pid" "$IMG/lazy-pages.socket"
-	mkfifo "$W/status"
+	rm -f "$IMG/lazy-pages.socket"
 	case $1 in
 	criu) set -- timeout "$DTMO" criu lazy-pages -D "$IMG" --status-fd 9 -o "$W/daemon.log" ;;
 	lazypages) set -- timeout "$DTMO" /lp/lazypages daemon -D "$IMG" --status-fd 9 -o "$W/daemon.log" \
 		--stats-file "$W/stats.json" ${LP_ARGS:-} ;;
 	esac
-	(
-		"$@" 9>"$W/status" >"$W/daemon.out" 2>&1 &
-		echo $! >"$W/daemon.pid"
-		wait $!
-		echo "$? $(now_cs)" >"$W/daemon.exit"
-	) &
-	DJOB=$!
-	b=$(timeout 30 dd if="$W/status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
-	rm -f "$W/status"
-	n=0
-	while [ ! -s "$W/daemon.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
-	DPID=$(cat "$W/daemon.pid" 2>/dev/null)
-	[ "$b" = 00 ] || { REASON="daemon did not report ready on --status-fd (read '$b')"; return 1; }
+	run_daemon "$@" || { REASON="daemon did not report ready on --status-fd (read '$READY')"; return 1; }
 }
 
 # bench_gone PID SECONDS: wait until PID does not exist at all (a zombie still holds it)

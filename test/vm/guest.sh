@@ -100,13 +100,32 @@ fail() {
 	return 1
 }
 
-# start_daemon KIND: start a lazy-pages daemon on $IMG (more options in $DEXTRA), wait for
-# its readiness byte.
-# Sets DPID (the daemon itself) and DJOB (a wrapper that writes "EXITCODE END_CS" to
-# $W/daemon.exit when the daemon ends, so its exit time is measured, not polled).
-start_daemon() {
+# run_daemon CMD...: start CMD, a daemon told to write its readiness byte to fd 9, and wait
+# for that byte. Sets DPID (the daemon itself), DJOB (a wrapper that writes "EXITCODE END_CS"
+# to $W/daemon.exit when the daemon ends, so its exit time is measured, not polled) and
+# READY (the byte read, in hex). Returns 1 unless the byte was 00.
+run_daemon() {
 	rm -f "$W/status" "$W/daemon.exit" "$W/daemon.pid"
 	mkfifo "$W/status"
+	(
+		"$@" 9>"$W/status" >"$W/daemon.out" 2>&1 &
+		echo $! >"$W/daemon.pid"
+		wait $!
+		echo "$? $(now_cs)" >"$W/daemon.exit"
+	) &
+	DJOB=$!
+	READY=$(timeout 30 dd if="$W/status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+	rm -f "$W/status"
+	n=0
+	while [ ! -s "$W/daemon.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
+	DPID=$(cat "$W/daemon.pid" 2>/dev/null)
+	[ "$READY" = 00 ]
+}
+
+# start_daemon KIND: start a lazy-pages daemon on $IMG (more options in $DEXTRA), wait for
+# its readiness byte (run_daemon).
+start_daemon() {
+	kind=$1
 	case $1 in
 	criu) set -- timeout "$DTMO" criu lazy-pages -D "$IMG" --status-fd 9 -o "$W/daemon.log" -v4 $DEXTRA ;;
 	lazypages)
@@ -117,19 +136,7 @@ start_daemon() {
 	broken-*) set -- timeout "$DTMO" /lp/broken-daemon "--mode=${1#broken-}" -D "$IMG" --status-fd 9 -o "$W/daemon.log" ;;
 	*) fail "unknown daemon $1"; return 1 ;;
 	esac
-	(
-		"$@" 9>"$W/status" >"$W/daemon.out" 2>&1 &
-		echo $! >"$W/daemon.pid"
-		wait $!
-		echo "$? $(now_cs)" >"$W/daemon.exit"
-	) &
-	DJOB=$!
-	b=$(timeout 30 dd if="$W/status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
-	rm -f "$W/status"
-	n=0
-	while [ ! -s "$W/daemon.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
-	DPID=$(cat "$W/daemon.pid" 2>/dev/null)
-	[ "$b" = 00 ] || { fail "daemon ($1) did not report ready on --status-fd (read '$b')"; return 1; }
+	run_daemon "$@" || { fail "daemon ($kind) did not report ready on --status-fd (read '$READY')"; return 1; }
 }
 
 # wait_daemon SECONDS: wait for the daemon to end; sets DRC and DEND (centiseconds)
