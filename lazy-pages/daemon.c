@@ -105,9 +105,7 @@ static int parse_size(const char *s, uint64_t *out)
 }
 
 enum {
-	OPT_STATUS_FD = 1000,
-	OPT_PIDFILE,
-	OPT_STATS_FILE,
+	OPT_STATS_FILE = 1000,
 	OPT_PAGE_SERVER,
 	OPT_ADDRESS,
 	OPT_PORT,
@@ -131,13 +129,7 @@ enum {
 static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 {
 	static const struct option opts[] = {
-		{"images-dir", required_argument, NULL, 'D'},
-		{"work-dir", required_argument, NULL, 'W'},
-		{"status-fd", required_argument, NULL, OPT_STATUS_FD},
-		{"daemon", no_argument, NULL, 'd'},
-		{"pidfile", required_argument, NULL, OPT_PIDFILE},
-		{"log-file", required_argument, NULL, 'o'},
-		{"verbosity", optional_argument, NULL, 'v'},
+		LP_SVC_LONG_OPTIONS,
 		{"stats-file", required_argument, NULL, OPT_STATS_FILE},
 		{"page-server", no_argument, NULL, OPT_PAGE_SERVER},
 		{"address", required_argument, NULL, OPT_ADDRESS},
@@ -169,7 +161,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	int c, idx;
 
 	memset(o, 0, sizeof(*o));
-	o->status_fd = -1;
+	lp_svc_opts_init(&o->svc);
 	o->cfg.fill_chunk_min = 64 << 10;
 	o->cfg.fill_chunk_max = 4 << 20;
 	o->cfg.fault_around = 1;
@@ -186,29 +178,14 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		o->cfg.fill_threads = n > 1 ? (n - 1 > 8 ? 8 : n - 1) : 1;
 	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "D:W:do:v::h", opts, &idx)) != -1) {
+	while ((c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h", opts, &idx)) != -1) {
+		int taken = lp_svc_opt(&o->svc, c, optarg);
+
+		if (taken < 0)
+			return taken;
+		if (taken)
+			continue;
 		switch (c) {
-		case 'D':
-			o->images_dir = optarg;
-			break;
-		case 'W':
-			o->work_dir = optarg;
-			break;
-		case 'd':
-			o->daemonize = true;
-			break;
-		case 'o':
-			o->log_file = optarg;
-			break;
-		case 'v':
-			log_set_level(cli_verbosity(optarg, log_get_level()));
-			break;
-		case OPT_STATUS_FD:
-			o->status_fd = atoi(optarg);
-			break;
-		case OPT_PIDFILE:
-			o->pidfile = optarg;
-			break;
 		case OPT_STATS_FILE:
 			o->stats_file = optarg;
 			break;
@@ -315,10 +292,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		fprintf(stderr, "lazypages: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (!o->images_dir)
-		o->images_dir = ".";
-	if (!o->work_dir)
-		o->work_dir = o->images_dir;
+	lp_svc_opts_finish(&o->svc);
 	return 0;
 }
 
@@ -338,12 +312,13 @@ static int listen_socket(struct lp_daemon *d)
 	if (bind(fd, (struct sockaddr *)&sa, len) || listen(fd, 10)) {
 		int e = -errno;
 
-		pr_err("cannot listen on %s/%s: %s", d->o.work_dir, LP_SOCKET_NAME, strerror(-e));
+		pr_err("cannot listen on %s/%s: %s", d->o.svc.work_dir, LP_SOCKET_NAME,
+		       strerror(-e));
 		close(fd);
 		return e;
 	}
 	d->listen_fd = fd;
-	pr_info("listening on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
+	pr_info("listening on %s/%s", d->o.svc.work_dir, LP_SOCKET_NAME);
 	return 0;
 }
 
@@ -359,7 +334,7 @@ static int accept_restore(struct lp_daemon *d)
 		conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	while (conn < 0 && errno == EINTR);
 	if (conn < 0) {
-		pr_perror("accept on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
+		pr_perror("accept on %s/%s", d->o.svc.work_dir, LP_SOCKET_NAME);
 		return -errno;
 	}
 	close(d->listen_fd);
@@ -536,7 +511,7 @@ static int serve_many(struct lp_daemon *d)
 			conn = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		while (conn < 0 && errno == EINTR);
 		if (conn < 0) {
-			pr_perror("accept on %s/%s", d->o.work_dir, LP_SOCKET_NAME);
+			pr_perror("accept on %s/%s", d->o.svc.work_dir, LP_SOCKET_NAME);
 			break;
 		}
 		started++;
@@ -588,7 +563,7 @@ int cmd_daemon(int argc, char **argv)
 			return 1;
 		d.o.cfg.prefetch = &d.prefetch;
 	}
-	if (lp_images_open(&d.im, d.o.images_dir)) {
+	if (lp_images_open(&d.im, d.o.svc.images_dir)) {
 		lp_ws_free(&d.prefetch);
 		return 1;
 	}
@@ -596,15 +571,15 @@ int cmd_daemon(int argc, char **argv)
 		ret = -EINVAL;
 		goto out;
 	}
-	if (chdir(d.o.work_dir)) {
-		pr_perror("cannot use work dir %s", d.o.work_dir);
+	if (chdir(d.o.svc.work_dir)) {
+		pr_perror("cannot use work dir %s", d.o.svc.work_dir);
 		ret = -errno;
 		goto out;
 	}
-	if (d.o.log_file) {
-		ret = log_open_file(d.o.log_file);
+	if (d.o.svc.log_file) {
+		ret = log_open_file(d.o.svc.log_file);
 		if (ret) {
-			pr_err("cannot open log file %s: %s", d.o.log_file, strerror(-ret));
+			pr_err("cannot open log file %s: %s", d.o.svc.log_file, strerror(-ret));
 			goto out;
 		}
 	}
@@ -612,12 +587,12 @@ int cmd_daemon(int argc, char **argv)
 	ret = listen_socket(&d);
 	if (ret)
 		goto out;
-	if (d.o.daemonize) {
-		ret = lp_detach(d.o.pidfile, d.o.log_file != NULL);
+	if (d.o.svc.daemonize) {
+		ret = lp_detach(d.o.svc.pidfile, d.o.svc.log_file != NULL);
 		if (ret)
 			goto out;
 	}
-	lp_signal_ready(&d.o.status_fd);
+	lp_signal_ready(&d.o.svc.status_fd);
 	pr_info("serving %s: %zu task%s in pstree.img", d.im.path, d.pt.nr,
 		d.pt.nr == 1 ? "" : "s");
 	if (d.o.restores != 1) {

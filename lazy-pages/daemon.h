@@ -8,23 +8,19 @@
 #include "image.h"
 #include "pstree.h"
 #include "pslink.h"
+#include "service.h"
 #include "session.h"
 #include "tls.h"
 
 struct daemon_opts {
-	const char *images_dir;
-	const char *work_dir;
-	const char *log_file;
-	const char *pidfile;
+	struct lp_svc_opts svc; /* -D -W -o -v -d --pidfile --status-fd */
 	const char *stats_file;
-	int status_fd;
-	bool daemonize;
 	bool supervise;	       /* keep uffds in a supervisor and restart a dead server */
 	unsigned int restores; /* restores to serve, each in its own process (0: no limit) */
 	bool page_server;
 	const char *address;
 	int port;
-	int ps_hdr_size; /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
+	int ps_hdr_size;    /* page-server header: 24 (CRIU <= 4.1) or 32 (CRIU >= 4.2) */
 	double ps_deadline; /* seconds to keep reconnecting to a lost page server */
 	double ps_stall;    /* seconds of silence with replies due that count as a loss */
 	int busy_poll_us;   /* keep polling this long after activity before sleeping */

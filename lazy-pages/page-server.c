@@ -41,19 +41,14 @@
 #define PS_IOV_BATCH	32 /* iovecs per sendmsg */
 
 struct ps_opts {
-	const char *images_dir;
-	const char *work_dir;
-	const char *log_file;
-	const char *pidfile;
+	struct lp_svc_opts svc;
 	const char *address;
 	int port;
-	int status_fd;
 	int ps_socket;
 	int hdr_size;
 	unsigned int max_sessions;
 	bool lazy;
 	bool single;
-	bool daemonize;
 	struct lp_tls_opts tls;
 };
 
@@ -141,9 +136,7 @@ static void ps_usage(FILE *f)
 }
 
 enum {
-	OPT_STATUS_FD = 1000,
-	OPT_PIDFILE,
-	OPT_ADDRESS,
+	OPT_ADDRESS = 1000,
 	OPT_PORT,
 	OPT_LAZY,
 	OPT_SINGLE,
@@ -170,13 +163,7 @@ static int parse_int(const char *s, long lo, long hi, int *out)
 static int parse_opts(int argc, char **argv, struct ps_opts *o)
 {
 	static const struct option opts[] = {
-		{"images-dir", required_argument, NULL, 'D'},
-		{"work-dir", required_argument, NULL, 'W'},
-		{"status-fd", required_argument, NULL, OPT_STATUS_FD},
-		{"daemon", no_argument, NULL, 'd'},
-		{"pidfile", required_argument, NULL, OPT_PIDFILE},
-		{"log-file", required_argument, NULL, 'o'},
-		{"verbosity", optional_argument, NULL, 'v'},
+		LP_SVC_LONG_OPTIONS,
 		{"address", required_argument, NULL, OPT_ADDRESS},
 		{"port", required_argument, NULL, OPT_PORT},
 		{"lazy-pages", no_argument, NULL, OPT_LAZY},
@@ -193,39 +180,19 @@ static int parse_opts(int argc, char **argv, struct ps_opts *o)
 	int c, idx, v;
 
 	memset(o, 0, sizeof(*o));
-	o->status_fd = -1;
+	lp_svc_opts_init(&o->svc);
 	o->ps_socket = -1;
 	o->hdr_size = PS_HDR_DEFAULT;
 	o->max_sessions = PS_MAX_SESSIONS;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "D:W:do:v::h", opts, &idx)) != -1) {
-		if (lp_tls_opt(&o->tls, c, optarg))
+	while ((c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h", opts, &idx)) != -1) {
+		int taken = lp_svc_opt(&o->svc, c, optarg);
+
+		if (taken < 0)
+			return taken;
+		if (taken || lp_tls_opt(&o->tls, c, optarg))
 			continue;
 		switch (c) {
-		case 'D':
-			o->images_dir = optarg;
-			break;
-		case 'W':
-			o->work_dir = optarg;
-			break;
-		case 'd':
-			o->daemonize = true;
-			break;
-		case 'o':
-			o->log_file = optarg;
-			break;
-		case 'v':
-			log_set_level(cli_verbosity(optarg, log_get_level()));
-			break;
-		case OPT_STATUS_FD:
-			if (parse_int(optarg, 0, INT32_MAX, &o->status_fd)) {
-				fprintf(stderr, "lazypages: --status-fd wants a file descriptor\n");
-				return -EINVAL;
-			}
-			break;
-		case OPT_PIDFILE:
-			o->pidfile = optarg;
-			break;
 		case OPT_ADDRESS:
 			o->address = optarg;
 			break;
@@ -286,10 +253,7 @@ static int parse_opts(int argc, char **argv, struct ps_opts *o)
 				"supported)\n");
 		return -EINVAL;
 	}
-	if (!o->images_dir)
-		o->images_dir = ".";
-	if (!o->work_dir)
-		o->work_dir = o->images_dir;
+	lp_svc_opts_finish(&o->svc);
 	return 0;
 }
 
@@ -782,18 +746,18 @@ int cmd_page_server(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &srv.o))
 		return 2;
-	if (lp_images_open(&srv.im, srv.o.images_dir))
+	if (lp_images_open(&srv.im, srv.o.svc.images_dir))
 		return 1;
 	/* The images stay reachable through their directory fd. */
-	if (chdir(srv.o.work_dir)) {
+	if (chdir(srv.o.svc.work_dir)) {
 		ret = -errno;
-		pr_perror("cannot use work dir %s", srv.o.work_dir);
+		pr_perror("cannot use work dir %s", srv.o.svc.work_dir);
 		goto out;
 	}
-	if (srv.o.log_file) {
-		ret = log_open_file(srv.o.log_file);
+	if (srv.o.svc.log_file) {
+		ret = log_open_file(srv.o.svc.log_file);
 		if (ret) {
-			pr_err("cannot open log file %s: %s", srv.o.log_file, strerror(-ret));
+			pr_err("cannot open log file %s: %s", srv.o.svc.log_file, strerror(-ret));
 			goto out;
 		}
 	}
@@ -815,14 +779,14 @@ int cmd_page_server(int argc, char **argv)
 		goto out;
 	}
 	ret = start(&srv);
-	if (!ret && srv.o.daemonize)
-		ret = lp_detach(srv.o.pidfile, srv.o.log_file != NULL);
+	if (!ret && srv.o.svc.daemonize)
+		ret = lp_detach(srv.o.svc.pidfile, srv.o.svc.log_file != NULL);
 	/* After the fork: a signalfd wakes epoll only in the process that registered it. */
 	if (!ret)
 		ret = setup_signals(&srv);
 	if (ret)
 		goto out;
-	lp_signal_ready(&srv.o.status_fd);
+	lp_signal_ready(&srv.o.svc.status_fd);
 	pr_info("serving %s: %zu live task(s), %" PRIu64 " pages", srv.im.path, srv.store.nr,
 		srv.store.nr_pages);
 	ret = serve(&srv);

@@ -3,12 +3,68 @@
 #define LOG_PREFIX "service: "
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "log.h"
 #include "service.h"
+
+void lp_svc_opts_init(struct lp_svc_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->status_fd = -1;
+}
+
+int lp_svc_opt(struct lp_svc_opts *o, int c, const char *arg)
+{
+	char *end;
+	long v;
+
+	switch (c) {
+	case 'D':
+		o->images_dir = arg;
+		return 1;
+	case 'W':
+		o->work_dir = arg;
+		return 1;
+	case 'd':
+		o->daemonize = true;
+		return 1;
+	case 'o':
+		o->log_file = arg;
+		return 1;
+	case 'v':
+		log_set_level(cli_verbosity(arg, log_get_level()));
+		return 1;
+	case LP_OPT_PIDFILE:
+		o->pidfile = arg;
+		return 1;
+	case LP_OPT_STATUS_FD:
+		errno = 0;
+		v = strtol(arg, &end, 10);
+		if (errno || end == arg || *end || v < 0 || v > INT_MAX) {
+			fprintf(stderr,
+				"lazypages: --status-fd wants a file descriptor, not '%s'\n", arg);
+			return -EINVAL;
+		}
+		o->status_fd = (int)v;
+		return 1;
+	}
+	return 0;
+}
+
+void lp_svc_opts_finish(struct lp_svc_opts *o)
+{
+	if (!o->images_dir)
+		o->images_dir = ".";
+	if (!o->work_dir)
+		o->work_dir = o->images_dir;
+}
 
 int lp_detach(const char *pidfile, bool keep_stderr)
 {

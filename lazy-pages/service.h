@@ -3,7 +3,40 @@
 #ifndef LP_SERVICE_H
 #define LP_SERVICE_H
 
+#include <getopt.h>
 #include <stdbool.h>
+
+/* The options every long-running command takes, as CRIU's: -D -W -o -v -d --pidfile --status-fd. */
+struct lp_svc_opts {
+	const char *images_dir;
+	const char *work_dir;
+	const char *log_file;
+	const char *pidfile;
+	int status_fd; /* -1: none */
+	bool daemonize;
+};
+
+enum { LP_OPT_STATUS_FD = 900, LP_OPT_PIDFILE };
+
+#define LP_SVC_SHORT_OPTIONS "D:W:do:v::"
+#define LP_SVC_LONG_OPTIONS                                                                       \
+	{"images-dir", required_argument, NULL, 'D'}, {"work-dir", required_argument, NULL, 'W'}, \
+		{"status-fd", required_argument, NULL, LP_OPT_STATUS_FD},                         \
+		{"daemon", no_argument, NULL, 'd'},                                               \
+		{"pidfile", required_argument, NULL, LP_OPT_PIDFILE},                             \
+		{"log-file", required_argument, NULL, 'o'},                                       \
+	{                                                                                         \
+		"verbosity", optional_argument, NULL, 'v'                                         \
+	}
+
+void lp_svc_opts_init(struct lp_svc_opts *o);
+/*
+ * Option C (from getopt_long) with ARG: 1 if it was one of these and was taken, 0 if it
+ * is not one of them, -EINVAL for a bad value (said on stderr).
+ */
+int lp_svc_opt(struct lp_svc_opts *o, int c, const char *arg);
+/* After parsing: -D defaults to ".", -W to the images dir. */
+void lp_svc_opts_finish(struct lp_svc_opts *o);
 
 /*
  * -d: fork; the parent writes PIDFILE (if any) with the child's pid and exits 0; the
