@@ -62,7 +62,7 @@ static int set_nonblock(int fd, bool on)
 	return 0;
 }
 
-static long now_ms(void)
+long lp_now_ms(void)
 {
 	struct timespec ts;
 
@@ -70,11 +70,10 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
-/* Wait until FD is ready for EVENTS or DEADLINE (ms, CLOCK_MONOTONIC) passes. */
-static int wait_fd(int fd, short events, long deadline)
+int lp_wait_fd(int fd, short events, long deadline)
 {
 	for (;;) {
-		long left = deadline - now_ms();
+		long left = deadline - lp_now_ms();
 		struct pollfd p = {.fd = fd, .events = events};
 		int n;
 
@@ -114,7 +113,7 @@ static int connect_one(const struct addrinfo *ai, long deadline, int *fdp)
 		close(fd);
 		return ret;
 	}
-	ret = wait_fd(fd, POLLOUT, deadline);
+	ret = lp_wait_fd(fd, POLLOUT, deadline);
 	if (!ret && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
 		ret = -errno;
 	if (!ret && err)
@@ -137,7 +136,7 @@ static int conn_connect(struct lp_conn *c, const char *address, int port, struct
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
 	struct addrinfo *res = NULL;
-	long deadline = now_ms() + timeout_ms;
+	long deadline = lp_now_ms() + timeout_ms;
 	char service[16];
 	int ret = -EHOSTUNREACH;
 
@@ -183,7 +182,7 @@ static int conn_connect(struct lp_conn *c, const char *address, int port, struct
 	while (!ret && !c->handshaken) {
 		ret = lp_conn_handshake(c);
 		if (ret == -EAGAIN) {
-			ret = wait_fd(c->fd, lp_conn_want_write(c) ? POLLOUT : POLLIN, deadline);
+			ret = lp_wait_fd(c->fd, lp_conn_want_write(c) ? POLLOUT : POLLIN, deadline);
 			if (ret == -ETIMEDOUT)
 				say(lvl, "TLS handshake with %s: no answer within %d ms", c->peer,
 				    timeout_ms);

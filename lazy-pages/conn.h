@@ -24,6 +24,11 @@ struct lp_conn {
 	char peer[64];		 /* "127.0.0.1:7000", "[::1]:7000": for messages */
 };
 
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
+long lp_now_ms(void);
+/* Wait until FD is ready for EVENTS (poll) or DEADLINE (lp_now_ms()) passes: 0, -ETIMEDOUT, -errno. */
+int lp_wait_fd(int fd, short events, long deadline);
+
 /* An unused connection (fd -1), safe to lp_conn_close(). */
 void lp_conn_init(struct lp_conn *c);
 

@@ -99,14 +99,6 @@ static void fifo_free(struct rq_fifo *f)
 
 /* ---- errors --------------------------------------------------------------------------- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
 /* The peer broke the protocol, or we ran out of memory: no reconnect helps. */
 static int fatal(struct lp_remote *r, int err)
 {
@@ -144,7 +136,7 @@ static int commit(struct lp_remote *r)
 		iov.vaddr = q->vaddr;
 		iov.dst_id = q->pid;
 		if (!r->sent.n)
-			r->last_rx_ms = now_ms(); /* a reply is due from now on */
+			r->last_rx_ms = lp_now_ms(); /* a reply is due from now on */
 		ret = fifo_push(&r->sent, q);
 		if (ret)
 			return ret;
@@ -273,7 +265,7 @@ static int receive(struct lp_remote *r, bool deliver)
 			       lp_conn_strerror(&r->c, n));
 			return lost(r, (int)n);
 		}
-		r->last_rx_ms = now_ms();
+		r->last_rx_ms = lp_now_ms();
 		if (!r->in_data) {
 			int ret;
 
@@ -373,21 +365,7 @@ int lp_remote_open(struct lp_remote **out, const struct lp_remote_opts *o, lp_re
 /* Wait for the socket (blocking set-up and close). */
 static int wait_sock(struct lp_remote *r, short events, long deadline)
 {
-	for (;;) {
-		struct pollfd p = {.fd = r->c.fd, .events = events};
-		long left = deadline - now_ms();
-		int n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = poll(&p, 1, (int)left);
-		if (n > 0)
-			return 0;
-		if (n == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
-	}
+	return lp_wait_fd(r->c.fd, events, deadline);
 }
 
 int lp_remote_open_fd(struct lp_remote **out, int fd, const struct lp_remote_opts *o,
@@ -407,7 +385,7 @@ int lp_remote_open_fd(struct lp_remote **out, int fd, const struct lp_remote_opt
 		destroy(r);
 		return ret;
 	}
-	deadline = now_ms() + r->timeout_ms;
+	deadline = lp_now_ms() + r->timeout_ms;
 	while (!r->c.handshaken) {
 		ret = lp_conn_handshake(&r->c);
 		if (ret == -EAGAIN)
@@ -498,7 +476,7 @@ long lp_remote_idle_ms(const struct lp_remote *r)
 {
 	if (r->err || (!r->sent.n && !r->in_data && !r->rhdr_len))
 		return 0;
-	return now_ms() - r->last_rx_ms;
+	return lp_now_ms() - r->last_rx_ms;
 }
 
 void lp_remote_drop(struct lp_remote *r, int err)
@@ -562,7 +540,7 @@ int lp_remote_reconnect(struct lp_remote *r, int timeout_ms, size_t *resent)
 		return ret;
 	r->err = 0;
 	r->lost = false;
-	r->last_rx_ms = now_ms();
+	r->last_rx_ms = lp_now_ms();
 	pr_info("page server %s: connected, %d-byte headers%s", r->c.peer, r->hdr_size,
 		r->tls ? ", TLS" : "");
 	ret = flush(r);
@@ -593,7 +571,7 @@ static int send_all(struct lp_remote *r, const uint8_t *buf, size_t len, long de
 
 static int close_handshake(struct lp_remote *r)
 {
-	long deadline = now_ms() + r->timeout_ms;
+	long deadline = lp_now_ms() + r->timeout_ms;
 	struct ps_iov iov = {.cmd = PS_IOV_CLOSE};
 	uint8_t hdr[PS_HDR_MAX];
 	int32_t status;
