@@ -100,26 +100,37 @@ fail() {
 	return 1
 }
 
-# run_daemon CMD...: start CMD, a daemon told to write its readiness byte to fd 9, and wait
-# for that byte. Sets DPID (the daemon itself), DJOB (a wrapper that writes "EXITCODE END_CS"
-# to $W/daemon.exit when the daemon ends, so its exit time is measured, not polled) and
-# READY (the byte read, in hex). Returns 1 unless the byte was 00.
-run_daemon() {
-	rm -f "$W/status" "$W/daemon.exit" "$W/daemon.pid"
-	mkfifo "$W/status"
+# run_ready NAME CMD...: start CMD, told to write its readiness byte to fd 9, in the
+# background with its output in $W/NAME.out, and wait for that byte. Sets RUN_PID (CMD
+# itself), RUN_JOB (a wrapper that writes "EXITCODE END_CS" to $W/NAME.exit when CMD ends, so
+# its exit time is measured, not polled) and READY (the byte read, in hex). Returns 1 unless
+# the byte was 00.
+run_ready() {
+	name=$1
+	shift
+	rm -f "$W/$name.status" "$W/$name.exit" "$W/$name.pid"
+	mkfifo "$W/$name.status"
 	(
-		"$@" 9>"$W/status" >"$W/daemon.out" 2>&1 &
-		echo $! >"$W/daemon.pid"
+		"$@" 9>"$W/$name.status" >"$W/$name.out" 2>&1 &
+		echo $! >"$W/$name.pid"
 		wait $!
-		echo "$? $(now_cs)" >"$W/daemon.exit"
+		echo "$? $(now_cs)" >"$W/$name.exit"
 	) &
-	DJOB=$!
-	READY=$(timeout 30 dd if="$W/status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
-	rm -f "$W/status"
+	RUN_JOB=$!
+	READY=$(timeout 30 dd if="$W/$name.status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+	rm -f "$W/$name.status"
 	n=0
-	while [ ! -s "$W/daemon.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
-	DPID=$(cat "$W/daemon.pid" 2>/dev/null)
+	while [ ! -s "$W/$name.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
+	RUN_PID=$(cat "$W/$name.pid" 2>/dev/null)
 	[ "$READY" = 00 ]
+}
+
+# run_daemon CMD...: run_ready for a lazy-pages daemon; sets DPID and DJOB ($W/daemon.exit).
+run_daemon() {
+	run_ready daemon "$@"
+	rc=$?
+	DPID=$RUN_PID DJOB=$RUN_JOB
+	return $rc
 }
 
 # start_daemon KIND: start a lazy-pages daemon on $IMG (more options in $DEXTRA), wait for
@@ -177,8 +188,7 @@ wait_plugin_daemon() {
 # or `criu page-server --lazy-pages`, which always serves one session), waits for its
 # readiness byte. Sets SPID and SJOB (writes "EXITCODE END_CS" to $W/ps.exit).
 start_server() {
-	rm -f "$W/ps-status" "$W/ps.exit" "$W/ps.pid"
-	mkfifo "$W/ps-status"
+	kind=$1
 	case $1 in
 	criu) set -- timeout "$DTMO" criu page-server -D "$IMG" --lazy-pages --address 127.0.0.1 \
 		--port "$PS_PORT" --status-fd 9 -o "$W/ps.log" -v4 ;;
@@ -188,19 +198,10 @@ start_server() {
 			--port "$PS_PORT" --status-fd 9 -o "$W/ps.log" -v4 $PSSINGLE
 		;;
 	esac
-	(
-		"$@" 9>"$W/ps-status" >"$W/ps.out" 2>&1 &
-		echo $! >"$W/ps.pid"
-		wait $!
-		echo "$? $(now_cs)" >"$W/ps.exit"
-	) &
-	SJOB=$!
-	b=$(timeout 30 dd if="$W/ps-status" bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
-	rm -f "$W/ps-status"
-	n=0
-	while [ ! -s "$W/ps.pid" ] && [ $n -lt 100 ]; do usleep 50000; n=$((n + 1)); done
-	SPID=$(cat "$W/ps.pid" 2>/dev/null)
-	[ "$b" = 00 ] || { fail "page server ($1) did not report ready on --status-fd (read '$b'): $(tail -n 1 "$W/ps.out")"; return 1; }
+	run_ready ps "$@"
+	rc=$?
+	SPID=$RUN_PID SJOB=$RUN_JOB
+	[ $rc = 0 ] || { fail "page server ($kind) did not report ready on --status-fd (read '$READY'): $(tail -n 1 "$W/ps.out")"; return 1; }
 }
 
 # wait_exit FILE SECONDS: wait for a "EXITCODE END_CS" file; sets XRC
