@@ -89,62 +89,9 @@ static int write_pages(struct lp_images *im, bool old, uint64_t from, uint64_t t
 	return lp_img_writer_close(&w) ?: ret;
 }
 
-/* DIR/parent: everything, older content; DIR: first half PE_PARENT, second half new. */
-static int write_parent_ckpt(const char *dir)
-{
-	char pdir[4096];
-	struct lp_images im;
-	uint32_t th[NTHREADS + 1] = {1, 2, 3, 4, 5};
-	struct lp_task t = {
-		.pid = 1, .pgid = 1, .sid = 1, .nr_threads = NTHREADS + 1, .threads = th};
-	struct lp_pstree pt = {.nr = 1, .tasks = &t};
-	struct lp_vma v = {.start = BASE,
-			   .end = BASE + NP * PG,
-			   .prot = PROT_READ | PROT_WRITE,
-			   .flags = MAP_PRIVATE | MAP_ANONYMOUS,
-			   .status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE};
-	struct lp_mm mm = {.nr = 1, .vmas = &v};
-	struct lp_pme pe[2] = {
-		{.vaddr = BASE, .nr_pages = HOLE_START, .flags = PE_LAZY | PE_PRESENT},
-		{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
-		 .nr_pages = NP - HOLE_START - HOLE_LEN,
-		 .flags = PE_LAZY | PE_PRESENT},
-	};
-	struct lp_pme te[3] = {
-		{.vaddr = BASE, .nr_pages = NP / 2, .flags = PE_PARENT},
-		{.vaddr = BASE + NP / 2 * PG,
-		 .nr_pages = HOLE_START - NP / 2,
-		 .flags = PE_LAZY | PE_PRESENT},
-		{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
-		 .nr_pages = NP - HOLE_START - HOLE_LEN,
-		 .flags = PE_LAZY | PE_PRESENT},
-	};
-	int ret;
-
-	parent_mode = 1;
-	mkdir(dir, 0755);
-	snprintf(pdir, sizeof(pdir), "%s/parent", dir);
-	mkdir(pdir, 0755);
-	for (int level = 0; level < 2; level++) {
-		if (lp_images_open_dir(&im, level ? dir : pdir))
-			return 1;
-		ret = lp_write_inventory(&im) ?: lp_write_pstree(&im, &pt) ?:
-		      lp_write_core(&im, 1, TASK_ALIVE, "crashtest") ?:
-		      lp_write_mm(&im, 1, &mm, NULL, 0);
-		if (!level)
-			ret = ret ?: lp_write_pagemap(&im, 1, 1, pe, 2, LP_PM_BOTH) ?:
-				     write_pages(&im, true, 0, NP);
-		else
-			ret = ret ?: lp_write_pagemap(&im, 1, 1, te, 3, LP_PM_BOTH) ?:
-				     write_pages(&im, false, NP / 2, NP);
-		lp_images_close(&im);
-		if (ret)
-			return 1;
-	}
-	return 0;
-}
-
-static int write_ckpt(const char *dir)
+/* One checkpoint level in DIR: the test's task and VMA, pagemap PE[N], pages FROM..TO. */
+static int write_level(const char *dir, const struct lp_pme *pe, size_t n, bool old, uint64_t from,
+		       uint64_t to)
 {
 	struct lp_images im;
 	uint32_t th[NTHREADS + 1] = {1, 2, 3, 4, 5};
@@ -157,14 +104,6 @@ static int write_ckpt(const char *dir)
 			   .flags = MAP_PRIVATE | MAP_ANONYMOUS,
 			   .status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE};
 	struct lp_mm mm = {.nr = 1, .vmas = &v};
-	struct lp_pme e[2] = {
-		{.vaddr = BASE, .nr_pages = HOLE_START, .flags = PE_LAZY | PE_PRESENT},
-		{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
-		 .nr_pages = NP - HOLE_START - HOLE_LEN,
-		 .flags = PE_LAZY | PE_PRESENT},
-	};
-	struct lp_img_writer w;
-	uint64_t buf[PG / 8];
 	int ret;
 
 	mkdir(dir, 0755);
@@ -172,18 +111,41 @@ static int write_ckpt(const char *dir)
 		return 1;
 	ret = lp_write_inventory(&im) ?: lp_write_pstree(&im, &pt) ?:
 	      lp_write_core(&im, 1, TASK_ALIVE, "crashtest") ?: lp_write_mm(&im, 1, &mm, NULL, 0) ?:
-	      lp_write_pagemap(&im, 1, 1, e, 2, LP_PM_BOTH);
-	lp_img_create(&im, "pages-1.img", RAW_IMAGE_MAGIC, &w);
-	for (uint64_t i = 0; !ret && i < NP; i++) {
-		if (is_hole(i))
-			continue;
-		for (unsigned int k = 0; k < PG / 8; k++)
-			buf[k] = word(BASE + i * PG, k);
-		ret = lp_img_write_raw(&w, buf, PG);
-	}
-	ret = lp_img_writer_close(&w) ?: ret;
+	      lp_write_pagemap(&im, 1, 1, pe, n, LP_PM_BOTH) ?: write_pages(&im, old, from, to);
 	lp_images_close(&im);
 	return ret ? 1 : 0;
+}
+
+/* The lazy pages: all but the hole. */
+static const struct lp_pme lazy_all[2] = {
+	{.vaddr = BASE, .nr_pages = HOLE_START, .flags = PE_LAZY | PE_PRESENT},
+	{.vaddr = BASE + (HOLE_START + HOLE_LEN) * PG,
+	 .nr_pages = NP - HOLE_START - HOLE_LEN,
+	 .flags = PE_LAZY | PE_PRESENT},
+};
+
+/* DIR/parent: everything, older content; DIR: first half PE_PARENT, second half new. */
+static int write_parent_ckpt(const char *dir)
+{
+	char pdir[4096];
+	struct lp_pme te[3] = {
+		{.vaddr = BASE, .nr_pages = NP / 2, .flags = PE_PARENT},
+		{.vaddr = BASE + NP / 2 * PG,
+		 .nr_pages = HOLE_START - NP / 2,
+		 .flags = PE_LAZY | PE_PRESENT},
+		lazy_all[1],
+	};
+
+	parent_mode = 1;
+	mkdir(dir, 0755);
+	snprintf(pdir, sizeof(pdir), "%s/parent", dir);
+	return write_level(pdir, lazy_all, 2, true, 0, NP)
+		       ?: write_level(dir, te, 3, false, NP / 2, NP);
+}
+
+static int write_ckpt(const char *dir)
+{
+	return write_level(dir, lazy_all, 2, false, 0, NP);
 }
 
 static uint8_t *mem;
@@ -229,7 +191,6 @@ static void *toucher(void *arg)
 	}
 	return NULL;
 }
-
 
 static void forking(const char *dir, bool on)
 {
