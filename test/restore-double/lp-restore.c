@@ -1751,6 +1751,26 @@ static void explain_child(struct task *t)
 	    t->reaped && WIFSIGNALED(t->status) ? strsignal(WTERMSIG(t->status)) : "");
 }
 
+/* A byte from every live task: 0, -ETIMEDOUT, or -EIO once the failing child is explained. */
+static int wait_all_tasks(void)
+{
+	for (size_t i = 0; i < PT.nr; i++) {
+		char c;
+		int ret;
+
+		if (T[i].zombie)
+			continue;
+		ret = wait_byte(T[i].c2p, &c);
+		if (ret == -ETIMEDOUT)
+			return ret;
+		if (ret) {
+			explain_child(&T[i]);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
 /* --progress-file: how far the first phase is, for tests that act in the middle of it. */
 static void write_progress(void)
 {
@@ -2312,19 +2332,14 @@ static int run(void)
 	}
 
 	/* Every process restored its memory and holds a uffd. */
-	for (size_t i = 0; i < PT.nr; i++) {
-		int ret;
-
-		if (T[i].zombie)
-			continue;
-		ret = wait_byte(T[i].c2p, &c);
-		if (ret == -ETIMEDOUT)
-			goto timeout;
-		if (ret) {
-			explain_child(&T[i]);
-			result = EX_SETUP;
-			goto out;
-		}
+	switch (wait_all_tasks()) {
+	case 0:
+		break;
+	case -ETIMEDOUT:
+		goto timeout;
+	default:
+		result = EX_SETUP;
+		goto out;
 	}
 
 	/* One task's messages at a time. */
@@ -2369,19 +2384,14 @@ static int run(void)
 		}
 	}
 	free(order);
-	for (size_t i = 0; i < PT.nr; i++) {
-		int ret;
-
-		if (T[i].zombie)
-			continue;
-		ret = wait_byte(T[i].c2p, &c);
-		if (ret == -ETIMEDOUT)
-			goto timeout;
-		if (ret) {
-			explain_child(&T[i]);
-			result = EX_SETUP;
-			goto out;
-		}
+	switch (wait_all_tasks()) {
+	case 0:
+		break;
+	case -ETIMEDOUT:
+		goto timeout;
+	default:
+		result = EX_SETUP;
+		goto out;
 	}
 	if (!O.no_lazy) {
 		if (!O.no_finish && send_word(sk, (int32_t)RSTF, "the finish word (RSTF)")) {
