@@ -793,6 +793,15 @@ static void env_start(struct env *e, const char *tag, const struct tspec *t, siz
 	lpd_start(&e->d, e->dir, extra);
 }
 
+/* Start the restoree (its memory set up as RS says) and send PID with its uffd on SK. */
+static void send_restoree(struct env *e, int sk, int32_t pid, const struct rspec *rs)
+{
+	int uffd = restoree_start(&e->r, rs);
+
+	send_task(sk, pid, uffd);
+	close(uffd);
+}
+
 static void env_end(struct env *e)
 {
 	restoree_kill(&e->r);
@@ -1060,13 +1069,11 @@ static void test_uffd_without_api(void)
 {
 	static const struct rspec noapi = {.map = one_vma, .nmap = 1, .no_api = true};
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "noapi", one_task, 1, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &noapi);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &noapi);
 	EXPECT_EXIT(&e.d, 1, "pid 1: its userfaultfd was not set up with UFFDIO_API");
 	close(sk);
 	env_end(&e);
@@ -1110,13 +1117,11 @@ static void test_pid_int_min(void)
 static void test_same_pid_twice(void)
 {
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "twice", two_tasks, 2, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	lpd_log_wait(&e.d, "pid 1: uffd received");
 	send_word(sk, 1);
 	EXPECT_EXIT(&e.d, 1, "restore sent pid 1 twice");
@@ -1145,13 +1150,11 @@ static void test_pid_without_images(void)
 	static const struct tspec t[] = {{.pid = 1, .v = one_vma, .nv = 1},
 					 {.pid = 2, .no_images = true}};
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "noimg", t, 2, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 2, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 2, &plain);
 	EXPECT_EXIT(&e.d, 1, "pid 2: cannot serve it");
 	close(sk);
 	env_end(&e);
@@ -1162,13 +1165,11 @@ static void test_pid_without_images(void)
 static void test_finish_early(void)
 {
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "early", two_tasks, 2, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	send_word(sk, FINISH);
 	EXPECT_EXIT(&e.d, 1, "restore finished after 1 of 2 tasks sent their uffd");
 	close(sk);
@@ -1183,13 +1184,11 @@ static void test_finish_first(void)
 static void test_no_finish_word(void)
 {
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "notfin", one_task, 1, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	send_word(sk, 0x12345678);
 	EXPECT_EXIT(&e.d, 1, "restore sent 0x12345678 where the finish word 0x52535446 was due");
 	close(sk);
@@ -1199,13 +1198,11 @@ static void test_no_finish_word(void)
 static void test_hangup_before_finish(void)
 {
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "hup", two_tasks, 2, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	lpd_log_wait(&e.d, "pid 1: uffd received");
 	close(sk);
 	EXPECT_EXIT(&e.d, 1, "restore closed the connection before it finished (1 of 2 tasks");
@@ -1216,13 +1213,11 @@ static void test_hangup_before_finish(void)
 static void test_hangup_instead_of_finish(void)
 {
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "hup2", one_task, 1, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	lpd_log_wait(&e.d, "pid 1: uffd received");
 	close(sk);
 	EXPECT_EXIT(&e.d, 1, "restore closed the connection before it finished (1 of 1 tasks");
@@ -1240,14 +1235,12 @@ static void test_garbage_after_finish(void)
 	struct fdset *sb = calloc(1, sizeof(*sb)), *sa = calloc(1, sizeof(*sa));
 	struct fdset *vb = calloc(1, sizeof(*vb)), *va = calloc(1, sizeof(*va));
 	struct env e;
-	int sk, uffd, p[2], fds[2];
+	int sk, p[2], fds[2];
 	pid_t server;
 
 	env_start(&e, "garbage", one_task, 1, od);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	send_word(sk, FINISH);
 	lpd_log_wait(&e.d, "restore finished");
 	ASSERT_PAGES(&e.r, R_CHECK, 1, BASE, 1);
@@ -1289,13 +1282,11 @@ static void test_garbage_after_finish_fill(void)
 {
 	struct env e;
 	uint32_t w[3] = {FINISH, 0xdeadbeef, 7};
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "garbage2", one_task, 1, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	send_bytes(sk, w, sizeof(w));
 	EXPECT_EXIT(&e.d, 0, "restore sent data after the finish word (0xdeadbeef)");
 	close(sk);
@@ -1312,16 +1303,14 @@ static void test_second_connection(void)
 	struct fdset *sb = calloc(1, sizeof(*sb)), *sa = calloc(1, sizeof(*sa));
 	struct fdset *vb = calloc(1, sizeof(*vb)), *va = calloc(1, sizeof(*va));
 	struct env e;
-	int sk, sk2, uffd;
+	int sk, sk2;
 	pid_t server;
 
 	env_start(&e, "second", one_task, 1, NULL);
 	sk = conn(e.dir);
 	lpd_log_wait(&e.d, "restore connected");
 	server = lpd_server(&e.d);
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	lpd_log_wait(&e.d, "pid 1: uffd received");
 	wait_sup_uffds(&e.d, 1);
 	fdset_read(server, sb);
@@ -1353,7 +1342,7 @@ static void test_second_connection_queued(void)
 {
 	struct pollfd pfd;
 	struct env e;
-	int sk, sk2, uffd;
+	int sk, sk2;
 	char c;
 	ssize_t n;
 
@@ -1375,9 +1364,7 @@ static void test_second_connection_queued(void)
 		printf("  the second connection was refused\n");
 		ASSERT_EQ(sk2, -ECONNREFUSED);
 	}
-	uffd = restoree_start(&e.r, &plain);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &plain);
 	ASSERT_PAGES(&e.r, R_CHECK, 1, BASE, 3);
 	send_word(sk, FINISH);
 	EXPECT_EXIT(&e.d, 0, "pid 1: uffd received");
@@ -1399,13 +1386,11 @@ static void unregistered_case(const char *tag, const char *const *extra)
 	static const struct tspec t[] = {{.pid = 1, .v = v, .nv = 2}};
 	static const struct rspec rs = {.map = v, .nmap = 2, .reg = v, .nreg = 1};
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, tag, t, 1, extra);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &rs);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &rs);
 	ASSERT_PAGES(&e.r, R_CHECK, 1, BASE + 7 * PG, 1);
 	send_word(sk, FINISH);
 	EXPECT_EXIT(&e.d, 0, "not registered with userfaultfd");
@@ -1435,13 +1420,11 @@ static void test_registered_outside_images(void)
 	static const struct vspec map[] = {{BASE, NP}, {VC, 16}};
 	static const struct rspec rs = {.map = map, .nmap = 2, .reg = map, .nreg = 2};
 	struct env e;
-	int sk, uffd;
+	int sk;
 
 	env_start(&e, "outside", one_task, 1, NULL);
 	sk = conn(e.dir);
-	uffd = restoree_start(&e.r, &rs);
-	send_task(sk, 1, uffd);
-	close(uffd);
+	send_restoree(&e, sk, 1, &rs);
 	ASSERT_PAGES(&e.r, R_ZERO, 1, VC, 8);		/* read faults */
 	ASSERT_PAGES(&e.r, R_WRITE, 1, VC + 8 * PG, 4); /* write faults */
 	ASSERT_PAGES(&e.r, R_CHECK, 1, BASE, 4);
