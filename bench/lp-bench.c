@@ -58,6 +58,8 @@ struct result {
 	double rand_nofill_p50, rand_nofill_p99;
 	double rand_fill_p50, rand_fill_p99;
 	uint64_t rand_fill_faults;
+	/* the daemon's view of the random touches with the fill running (its stats) */
+	double fill_wait_p99, chunk_p99, chunk_max; /* µs */
 	double seq_all_s;  /* sequential touch of all memory, fill running */
 	double resident_s; /* finish word -> fully resident, no touches */
 	double kern_seq_read_s, kern_seq_write_s, kern_rand_p50, kern_rand_p99;
@@ -386,6 +388,11 @@ static int run_lazy(const struct opts *o, uint64_t size, enum exp e, struct resu
 	*r = *shared;
 	if (e == EXP_RESIDENT)
 		r->resident_s = stats_value(stats, "seconds_to_resident_after_finish");
+	if (e == EXP_RAND_FILL) {
+		r->fill_wait_p99 = stats_value(stats, "fault_wait_p99_us");
+		r->chunk_p99 = stats_value(stats, "fill_chunk_p99_us");
+		r->chunk_max = stats_value(stats, "fill_chunk_max_us");
+	}
 	munmap(shared, sizeof(*shared));
 	free(lat);
 	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
@@ -484,7 +491,8 @@ static int run_reps(const struct opts *o, uint64_t size, struct result *out)
 		offsetof(struct result, kern_seq_read_s), offsetof(struct result, kern_seq_write_s),
 		offsetof(struct result, kern_rand_p50),	  offsetof(struct result, kern_rand_p99),
 		offsetof(struct result, eager_s),	  offsetof(struct result, ws_plain_s),
-		offsetof(struct result, ws_prefetch_s),
+		offsetof(struct result, ws_prefetch_s),	  offsetof(struct result, fill_wait_p99),
+		offsetof(struct result, chunk_p99),	  offsetof(struct result, chunk_max),
 	};
 	int n = o->reps > 0 ? o->reps : 1;
 	struct result *rr = calloc(n, sizeof(*rr));
@@ -594,7 +602,8 @@ int main(int argc, char **argv)
 	fprintf(f,
 		"size_mib,seq_nofill_p50_us,seq_nofill_p99_us,rand_nofill_p50_us,rand_nofill_p99_us,"
 		"rand_fill_p50_us,rand_fill_p99_us,seq_all_s,resident_s,fill_gbps,kern_seq_read_s,"
-		"kern_seq_write_s,kern_rand_p50_us,kern_rand_p99_us,eager_s,ws_plain_s,ws_prefetch_s\n");
+		"kern_seq_write_s,kern_rand_p50_us,kern_rand_p99_us,eager_s,ws_plain_s,ws_prefetch_s,"
+		"fill_wait_p99_us,fill_chunk_p99_us,fill_chunk_max_us\n");
 	printf("%8s | %15s | %15s | %15s | %9s | %9s %6s | %9s %9s | %9s | %8s\n", "size",
 	       "seq p50/p99 µs", "rand p50/p99", "rand+fill p50/99", "seq all s", "resident",
 	       "GB/s", "kern rd s", "kern wr s", "kern rand", "eager s");
@@ -626,14 +635,18 @@ int main(int argc, char **argv)
 		printf("          time to first useful work (uffd handed over, 20 ms restore, then 5%% "
 		       "of pages at random): %.4f s plain, %.4f s with --prefetch: %.2fx faster\n",
 		       r.ws_plain_s, r.ws_prefetch_s, r.ws_plain_s / r.ws_prefetch_s);
+		printf("          rand+fill, the daemon's side: the loop thread waited for fill chunks "
+		       "p99 <%.0f µs before reading the uffd; a chunk took p99 <%.0f µs, max %.0f µs\n",
+		       r.fill_wait_p99, r.chunk_p99, r.chunk_max);
 		fflush(stdout);
 		fprintf(f,
 			"%llu,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.3f,%.4f,%.4f,%.2f,%.2f,%.4f,"
-			"%.4f,%.4f\n",
+			"%.4f,%.4f,%.1f,%.1f,%.1f\n",
 			(unsigned long long)(size >> 20), r.seq_nofill_p50, r.seq_nofill_p99,
 			r.rand_nofill_p50, r.rand_nofill_p99, r.rand_fill_p50, r.rand_fill_p99,
 			r.seq_all_s, r.resident_s, gbps, r.kern_seq_read_s, r.kern_seq_write_s,
-			r.kern_rand_p50, r.kern_rand_p99, r.eager_s, r.ws_plain_s, r.ws_prefetch_s);
+			r.kern_rand_p50, r.kern_rand_p99, r.eager_s, r.ws_plain_s, r.ws_prefetch_s,
+			r.fill_wait_p99, r.chunk_p99, r.chunk_max);
 		fflush(f);
 	}
 	fclose(f);

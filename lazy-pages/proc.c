@@ -841,8 +841,12 @@ static void read_events(struct lp_proc *p)
 
 void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
 {
+	double t0 = lp_now();
+
 	(void)events;
 	pthread_rwlock_wrlock(&p->lock);
+	/* What faults pay for the fill: bench/ and the summary report it. */
+	lp_hist_add(&p->s->st.fault_wait, lp_now() - t0);
 	read_events(p);
 	pthread_rwlock_unlock(&p->lock);
 }
@@ -894,6 +898,7 @@ static uint64_t fill_locked(struct lp_proc *p, uint64_t max)
 	struct lp_session *s = p->s;
 	struct lp_uffd_res res;
 	uint64_t addr, nr;
+	double t0;
 	size_t idx;
 	const struct lp_seg *seg;
 	int ret;
@@ -909,8 +914,10 @@ static uint64_t fill_locked(struct lp_proc *p, uint64_t max)
 			proc_fatal(p, ret, addr, "asking the page server for background pages");
 		return 0;
 	}
+	t0 = lp_now();
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
+	lp_hist_add(&s->st.fill_chunk, lp_now() - t0);
 	rm_done(&p->map, idx, addr, res.copied / PG + res.eexist);
 	STAT_ADD(s, pages_filled, res.copied / PG);
 	STAT_ADD(s, bytes, res.copied);
@@ -1013,6 +1020,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	struct lp_seg *seg;
 	size_t idx;
 	bool found;
+	double t0;
 	int ret;
 
 	pthread_rwlock_rdlock(&p->lock);
@@ -1031,6 +1039,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 				return 0;
 			}
 			seg = &p->map.seg[idx];
+			t0 = lp_now();
 			ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG,
 					   s->cfg->inject, &res);
 			rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
@@ -1051,10 +1060,12 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 		return -1;
 	}
 	seg = &p->map.seg[idx];
+	t0 = lp_now();
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
 	rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
 account:
+	lp_hist_add(&s->st.fill_chunk, lp_now() - t0);
 	STAT_ADD(s, pages_filled, res.copied / PG);
 	STAT_ADD(s, bytes, res.copied);
 	STAT_ADD(s, eexist, res.eexist);

@@ -18,6 +18,41 @@ double lp_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+void lp_hist_add(struct lp_hist *h, double seconds)
+{
+	uint64_t ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0, us = ns / 1000, old;
+	unsigned int b = 0;
+
+	while (us && b < LP_HIST_BUCKETS - 1) {
+		us >>= 1;
+		b++;
+	}
+	__atomic_add_fetch(&h->n[b], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->count, 1, __ATOMIC_RELAXED);
+	old = __atomic_load_n(&h->max_ns, __ATOMIC_RELAXED);
+	while (ns > old && !__atomic_compare_exchange_n(&h->max_ns, &old, ns, true,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+double lp_hist_pct(const struct lp_hist *h, double q)
+{
+	uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED), seen = 0;
+	double max_us = __atomic_load_n(&h->max_ns, __ATOMIC_RELAXED) / 1e3;
+
+	if (!count)
+		return -1;
+	for (unsigned int b = 0; b < LP_HIST_BUCKETS; b++) {
+		seen += __atomic_load_n(&h->n[b], __ATOMIC_RELAXED);
+		if (seen > q * count || seen == count) {
+			double top = (double)(1ULL << b);
+
+			return b == LP_HIST_BUCKETS - 1 || top > max_us ? max_us : top;
+		}
+	}
+	return max_us;
+}
+
 static double since(double t, double from)
 {
 	return t > 0 && from > 0 ? t - from : -1;
@@ -57,6 +92,16 @@ void lp_stats_print(const struct lp_stats *st, int level)
 			   "poisoned (SIGBUS on touch)",
 			   st->killed, st->killed == 1 ? "" : "es",
 			   (unsigned long long)st->pages_poisoned);
+	if (st->fault_wait.count && st->fill_chunk.count)
+		log_printf(
+			level, NULL, 0,
+			"summary: before reading a uffd the loop thread waited for fill chunks "
+			"p50 <%.0f µs, p99 <%.0f µs, max %.0f µs; a fill chunk took p50 <%.0f µs, "
+			"p99 <%.0f µs, max %.0f µs (%llu chunks)",
+			lp_hist_pct(&st->fault_wait, 0.5), lp_hist_pct(&st->fault_wait, 0.99),
+			lp_hist_pct(&st->fault_wait, 1), lp_hist_pct(&st->fill_chunk, 0.5),
+			lp_hist_pct(&st->fill_chunk, 0.99), lp_hist_pct(&st->fill_chunk, 1),
+			(unsigned long long)st->fill_chunk.count);
 	if (st->t_resident > 0)
 		log_printf(level, NULL, 0,
 			   "summary: fully resident %.3f s after restore finished, %.3f s after "
@@ -83,6 +128,10 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		"  \"events\": {\"fork\": %llu, \"remap\": %llu, \"remove\": %llu, \"unmap\": %llu},\n"
 		"  \"ps_reconnects\": %u,\n  \"ps_outage_seconds\": %.3f,\n"
 		"  \"pages_poisoned\": %llu,\n  \"killed\": %u,\n"
+		"  \"fault_waits\": %llu,\n  \"fault_wait_p50_us\": %.1f,\n"
+		"  \"fault_wait_p99_us\": %.1f,\n  \"fault_wait_max_us\": %.1f,\n"
+		"  \"fill_chunks\": %llu,\n  \"fill_chunk_p50_us\": %.1f,\n"
+		"  \"fill_chunk_p99_us\": %.1f,\n  \"fill_chunk_max_us\": %.1f,\n"
 		"  \"seconds_to_resident_after_finish\": %.6f,\n"
 		"  \"seconds_to_resident_after_first_uffd\": %.6f,\n"
 		"  \"seconds_total\": %.6f\n}\n",
@@ -95,7 +144,11 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		(unsigned long long)st->ev_fork, (unsigned long long)st->ev_remap,
 		(unsigned long long)st->ev_remove, (unsigned long long)st->ev_unmap,
 		st->ps_reconnects, st->ps_outage_s, (unsigned long long)st->pages_poisoned,
-		st->killed, since(st->t_resident, st->t_finished),
+		st->killed, (unsigned long long)st->fault_wait.count,
+		lp_hist_pct(&st->fault_wait, 0.5), lp_hist_pct(&st->fault_wait, 0.99),
+		lp_hist_pct(&st->fault_wait, 1), (unsigned long long)st->fill_chunk.count,
+		lp_hist_pct(&st->fill_chunk, 0.5), lp_hist_pct(&st->fill_chunk, 0.99),
+		lp_hist_pct(&st->fill_chunk, 1), since(st->t_resident, st->t_finished),
 		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start));
 	if (fclose(f)) {
 		int e = -errno;

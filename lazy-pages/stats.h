@@ -6,6 +6,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/*
+ * How long something took, in power-of-two microsecond buckets: bucket 0 holds < 1 µs,
+ * bucket k < 2^k µs, the last one the rest. Filled from several threads (atomics).
+ */
+#define LP_HIST_BUCKETS 24
+struct lp_hist {
+	uint64_t n[LP_HIST_BUCKETS];
+	uint64_t count;
+	uint64_t max_ns;
+};
+
+void lp_hist_add(struct lp_hist *h, double seconds);
+/* The upper bound (µs) of the bucket holding quantile Q (0..1), the max for the last; -1 if empty. */
+double lp_hist_pct(const struct lp_hist *h, double q);
+
 struct lp_stats {
 	uint64_t lazy_pages;	   /* missing when the processes arrived */
 	uint64_t fork_pages;	   /* inherited as missing by forked children */
@@ -25,6 +40,8 @@ struct lp_stats {
 	uint64_t pages_poisoned; /* made to SIGBUS when the restore had to be given up */
 	uint32_t killed;	 /* restored processes ended for that reason */
 	double t_start, t_first_uffd, t_finished, t_resident; /* monotonic seconds */
+	struct lp_hist fault_wait; /* loop thread: waiting for fill chunks before reading a uffd */
+	struct lp_hist fill_chunk; /* one background copy (a fill chunk) */
 };
 
 double lp_now(void);

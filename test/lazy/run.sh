@@ -117,6 +117,13 @@ acc = inst + d["pages_dropped"] + d["pages_orphaned"]
 want(d["lazy_pages"] + d["fork_pages"] == acc,
      f"lazy_pages {d['lazy_pages']} + fork_pages {d['fork_pages']} != faulted {d['pages_faulted']} + filled {d['pages_filled']} + dropped {d['pages_dropped']} + orphaned {d['pages_orphaned']} = {acc}")
 want(d["bytes"] == inst * 4096, f"bytes {d['bytes']} != {inst} installed pages * 4096")
+# The fault-lane and fill-chunk timings: counted, and their quantiles ordered.
+want(d["fault_messages"] == 0 or d["fault_waits"] > 0, f"{d['fault_messages']} fault messages but fault_waits {d['fault_waits']}")
+for h in ("fault_wait", "fill_chunk"):
+    n = d["fault_waits" if h == "fault_wait" else "fill_chunks"]
+    q = [d[f"{h}_p50_us"], d[f"{h}_p99_us"], d[f"{h}_max_us"]]
+    want((n == 0 and q == [-1, -1, -1]) or (n > 0 and 0 <= q[0] <= q[1] <= q[2]),
+         f"{h}: {n} samples, p50/p99/max {q}")
 if strict:
     want(d["fork_pages"] == 0 and d["forks"] == 0, f"forks {d['forks']} / fork_pages {d['fork_pages']} without forks")
     want(d["pages_dropped"] == 0, f"pages_dropped {d['pages_dropped']} without events")
