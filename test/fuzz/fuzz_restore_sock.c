@@ -37,6 +37,7 @@
 #include "magic.h"
 #include "proc.h"
 #include "pstree.h"
+#include "restore-side.h"
 #include "session.h"
 #include "uffd-abi.h"
 #include "writer.h"
@@ -253,25 +254,10 @@ static void send_fds(int sk, struct script *sc)
 
 static void send_creds(int sk)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(struct ucred))];
-		struct cmsghdr a;
-	} ctl;
 	struct ucred cr = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-	char zero = 0;
-	struct iovec iov = {.iov_base = &zero, .iov_len = 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_CREDENTIALS;
-	c->cmsg_len = CMSG_LEN(sizeof(cr));
-	memcpy(CMSG_DATA(c), &cr, sizeof(cr));
-	if (sendmsg(sk, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN &&
-	    errno != EPIPE && errno != ECONNRESET)
+	if (lpt_send_cmsg(sk, SCM_CREDENTIALS, &cr, sizeof(cr), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+	    errno != EAGAIN && errno != EPIPE && errno != ECONNRESET)
 		CHECK(!"sendmsg creds");
 }
 

@@ -30,6 +30,7 @@
 #include "image.h"
 #include "magic.h"
 #include "restore-double/pattern.h"
+#include "restore-side.h"
 #include "uffd-abi.h"
 #include "writer.h"
 
@@ -982,29 +983,14 @@ static void test_many_fds(void)
 
 static void test_creds_cmsg(void)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(struct ucred))];
-		struct cmsghdr a;
-	} ctl;
 	struct ucred cr = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-	char zero = 0;
-	struct iovec iov = {.iov_base = &zero, .iov_len = 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	struct env e;
 	int sk;
 
 	env_start(&e, "creds", one_task, 1, NULL);
 	sk = conn(e.dir);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_CREDENTIALS;
-	c->cmsg_len = CMSG_LEN(sizeof(cr));
-	memcpy(CMSG_DATA(c), &cr, sizeof(cr));
 	send_word(sk, 1);
-	if (sendmsg(sk, &mh, MSG_NOSIGNAL) != 1)
+	if (lpt_send_cmsg(sk, SCM_CREDENTIALS, &cr, sizeof(cr), MSG_NOSIGNAL) != 1)
 		LPT_FAIL("sendmsg SCM_CREDENTIALS: %s", strerror(errno));
 	EXPECT_EXIT(&e.d, 1, "pid 1: expected exactly one uffd in SCM_RIGHTS, got 0 fds");
 	close(sk);
