@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "log.h"
@@ -29,6 +30,7 @@ void lp_hist_add(struct lp_hist *h, double seconds)
 	}
 	__atomic_add_fetch(&h->n[b], 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->sum_ns, ns, __ATOMIC_RELAXED);
 	old = __atomic_load_n(&h->max_ns, __ATOMIC_RELAXED);
 	while (ns > old && !__atomic_compare_exchange_n(&h->max_ns, &old, ns, true,
 							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -58,9 +60,22 @@ static double since(double t, double from)
 	return t > 0 && from > 0 ? t - from : -1;
 }
 
+/* CPU seconds this process has used so far, all threads (user, system). */
+static void cpu_times(double *user, double *sys)
+{
+	struct rusage ru;
+
+	*user = *sys = 0;
+	if (getrusage(RUSAGE_SELF, &ru))
+		return;
+	*user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+	*sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 void lp_stats_print(const struct lp_stats *st, int level)
 {
 	uint64_t installed = st->pages_faulted + st->pages_filled;
+	double cpu_user, cpu_sys;
 
 	log_printf(level, NULL, 0,
 		   "summary: %u process%s (%u zombie%s, %u forked, %u exited), %llu lazy pages "
@@ -102,17 +117,28 @@ void lp_stats_print(const struct lp_stats *st, int level)
 			lp_hist_pct(&st->fault_wait, 1), lp_hist_pct(&st->fill_chunk, 0.5),
 			lp_hist_pct(&st->fill_chunk, 0.99), lp_hist_pct(&st->fill_chunk, 1),
 			(unsigned long long)st->fill_chunk.count);
+	if (st->fill_chunk.count)
+		log_printf(level, NULL, 0,
+			   "summary: fill chunks copied for %.3f s added up; %llu uffd wake-ups "
+			   "were answered by a fill chunk before the read",
+			   0.0, (unsigned long long)st->faults_behind_fill);
 	if (st->t_resident > 0)
 		log_printf(level, NULL, 0,
 			   "summary: fully resident %.3f s after restore finished, %.3f s after "
 			   "the first uffd arrived",
 			   since(st->t_resident, st->t_finished),
 			   since(st->t_resident, st->t_first_uffd));
+	cpu_times(&cpu_user, &cpu_sys);
+	log_printf(
+		level, NULL, 0,
+		"summary: this daemon process used %.2f s of CPU so far (%.2f user, %.2f system)",
+		cpu_user + cpu_sys, cpu_user, cpu_sys);
 }
 
 int lp_stats_write_json(const struct lp_stats *st, const char *path)
 {
 	FILE *f = fopen(path, "w");
+	double cpu_user, cpu_sys;
 
 	if (!f) {
 		int e = -errno;
@@ -120,6 +146,7 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		pr_perror("cannot write stats to %s", path);
 		return e;
 	}
+	cpu_times(&cpu_user, &cpu_sys);
 	fprintf(f,
 		"{\n  \"processes\": %u,\n  \"zombies\": %u,\n  \"forks\": %u,\n  \"exited\": %u,\n"
 		"  \"lazy_pages\": %llu,\n  \"fork_pages\": %llu,\n  \"pages_faulted\": %llu,\n  \"pages_filled\": %llu,\n  \"pages_prefetched\": %llu,\n"
@@ -132,9 +159,12 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		"  \"fault_wait_p99_us\": %.1f,\n  \"fault_wait_max_us\": %.1f,\n"
 		"  \"fill_chunks\": %llu,\n  \"fill_chunk_p50_us\": %.1f,\n"
 		"  \"fill_chunk_p99_us\": %.1f,\n  \"fill_chunk_max_us\": %.1f,\n"
+		"  \"fault_wait_seconds\": %.6f,\n  \"fill_copy_seconds\": %.6f,\n"
+		"  \"wakeups_resolved_by_fill\": %llu,\n"
 		"  \"seconds_to_resident_after_finish\": %.6f,\n"
 		"  \"seconds_to_resident_after_first_uffd\": %.6f,\n"
-		"  \"seconds_total\": %.6f\n}\n",
+		"  \"seconds_total\": %.6f,\n"
+		"  \"cpu_user_seconds\": %.3f,\n  \"cpu_system_seconds\": %.3f\n}\n",
 		st->procs, st->zombies, st->forks, st->exited, (unsigned long long)st->lazy_pages,
 		(unsigned long long)st->fork_pages, (unsigned long long)st->pages_faulted,
 		(unsigned long long)st->pages_filled, (unsigned long long)st->pages_prefetched,
@@ -148,8 +178,10 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		lp_hist_pct(&st->fault_wait, 0.5), lp_hist_pct(&st->fault_wait, 0.99),
 		lp_hist_pct(&st->fault_wait, 1), (unsigned long long)st->fill_chunk.count,
 		lp_hist_pct(&st->fill_chunk, 0.5), lp_hist_pct(&st->fill_chunk, 0.99),
-		lp_hist_pct(&st->fill_chunk, 1), since(st->t_resident, st->t_finished),
-		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start));
+		lp_hist_pct(&st->fill_chunk, 1), st->fault_wait.sum_ns / 1e9,
+		st->fill_chunk.sum_ns / 1e9, (unsigned long long)st->faults_behind_fill,
+		since(st->t_resident, st->t_finished), since(st->t_resident, st->t_first_uffd),
+		since(lp_now(), st->t_start), cpu_user, cpu_sys);
 	if (fclose(f)) {
 		int e = -errno;
 

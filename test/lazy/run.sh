@@ -124,6 +124,18 @@ for h in ("fault_wait", "fill_chunk"):
     q = [d[f"{h}_p50_us"], d[f"{h}_p99_us"], d[f"{h}_max_us"]]
     want((n == 0 and q == [-1, -1, -1]) or (n > 0 and 0 <= q[0] <= q[1] <= q[2]),
          f"{h}: {n} samples, p50/p99/max {q}")
+# Time sums: a loop thread's waits fit in its lifetime; copies add up to more than 0 s
+# exactly when there were chunks; CPU fits in the CPUs for the daemon's lifetime.
+import os
+life = d["seconds_total"] + 0.05
+want(0 <= d["fault_wait_seconds"] <= life, f"fault_wait_seconds {d['fault_wait_seconds']} outside 0..{life}")
+want((d["fill_chunks"] == 0) == (d["fill_copy_seconds"] == 0),
+     f"fill_copy_seconds {d['fill_copy_seconds']} for {d['fill_chunks']} chunks")
+want(d["fill_copy_seconds"] <= life * 256, f"fill_copy_seconds {d['fill_copy_seconds']} > {life} s * 256 threads")
+cpu = d["cpu_user_seconds"] + d["cpu_system_seconds"]
+want(0 < cpu <= life * os.cpu_count() + 0.5, f"CPU {cpu} s outside 0..{life} s * {os.cpu_count()} CPUs")
+want(d["wakeups_resolved_by_fill"] <= d["fault_waits"],
+     f"wakeups_resolved_by_fill {d['wakeups_resolved_by_fill']} > fault_waits {d['fault_waits']}")
 if strict:
     want(d["fork_pages"] == 0 and d["forks"] == 0, f"forks {d['forks']} / fork_pages {d['fork_pages']} without forks")
     want(d["pages_dropped"] == 0, f"pages_dropped {d['pages_dropped']} without events")

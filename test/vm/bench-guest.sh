@@ -35,6 +35,11 @@ bench_daemon() {
 	run_daemon "$@" || { REASON="daemon did not report ready on --status-fd (read '$READY')"; return 1; }
 }
 
+# cpu_cs PID: CPU time (user + system, all threads) PID has used, in clock ticks (1/100 s)
+cpu_cs() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # bench_gone PID SECONDS: wait until PID does not exist at all (a zombie still holds it)
 bench_gone() {
 	end=$(($(now_cs) + $2 * 100))
@@ -72,10 +77,12 @@ bench_steps() {
 		>"$W/restore.out" 2>&1 </dev/null ||
 		{ REASON="criu restore exited $?: $(grep -m1 Error "$W/restore.log")"; return 1; }
 	t1=$(now_cs)
+	WCPU0=$(cpu_cs "$WPID")
 	alive "$WPID" || { REASON="restored pid $WPID is not running: $(grep -m1 -E '^(CORRUPT|FAIL)' "$WL")"; return 1; }
 	wait_daemon "$DTMO" || { REASON="daemon still running ${DTMO}s after restore"; return 1; }
 	[ "$DRC" = 0 ] || { REASON="daemon exited $DRC: $(tail -n 1 "$W/daemon.log" 2>/dev/null)"; return 1; }
 	T_RESTORE=$((t1 - t0)) T_RESIDENT=$((DEND - t1)) T_TOTAL=$((DEND - t0))
+	WCPU=$(($(cpu_cs "$WPID") - WCPU0))
 	RSS=$(rss_mib "$WPID")
 	! grep -q '^CORRUPT' "$WL" || { REASON="$(grep -m1 '^CORRUPT' "$WL")"; return 1; }
 	kill -USR1 "$WPID" 2>/dev/null || { REASON="restored pid $WPID died: $(grep -m1 -E '^(CORRUPT|FAIL)' "$WL")"; return 1; }
@@ -89,7 +96,7 @@ bench_steps() {
 bench_run() {
 	MIB=$1 D=$2 REP=$3 SLOT=$4
 	W=/tmp/b/$MIB-$D-$REP REASON="" DPID="" DJOB="" RSS=""
-	T_RESTORE=0 T_RESIDENT=0 T_TOTAL=0
+	T_RESTORE=0 T_RESIDENT=0 T_TOTAL=0 WCPU=""
 	PAGES=$((MIB * 256)) TMO=$((40 + MIB / 4)) VTMO=$((30 + MIB / 8)) DTMO=$((60 + MIB / 2))
 	rm -rf "$W"
 	mkdir -p "$W"
@@ -103,9 +110,10 @@ bench_run() {
 	cp "$WL" "$W/workload.log"
 	extra=""
 	if [ -s "$W/stats.json" ]; then
-		extra=$(awk -F'[:,]' '/"pages_faulted"|"pages_filled"|"pages_zero"/ {
+		extra=$(awk -F'[:,]' '/"pages_faulted"|"pages_filled"|"pages_zero"|"cpu_user_seconds"|"cpu_system_seconds"|"fault_wait_seconds"|"fill_copy_seconds"|"fault_messages"|"wakeups_resolved_by_fill"/ {
 			gsub(/[" ]/, "", $1); gsub(/ /, "", $2); printf "%s%s=%s", s, $1, $2; s = " " }' "$W/stats.json")
 	fi
+	[ -n "$WCPU" ] && extra="${extra:+$extra }workload_cpu_s=$(secs "$WCPU")"
 	detail=$(printf '%s' "$extra${REASON:+ $REASON}" | tr ',\n' '; ')
 	echo "$MIB,$REP,$SLOT,$D,$(secs "$T_RESTORE"),$(secs "$T_RESIDENT"),$(secs "$T_TOTAL"),${RSS:-0},$verdict,$detail" \
 		>>"$R/bench-runs.csv"
