@@ -47,7 +47,7 @@ static void daemon_usage(FILE *f)
 		"      --stats-file FILE  write the summary as JSON at exit\n"
 		"      --fault-around N   pages installed per fault, at most (default 1)\n"
 		"      --fill-chunk BYTES largest background copy (default 4M; K/M/G suffixes)\n"
-		"      --fill-threads N   background fill threads (default: CPUs - 1, at least 1;\n"
+		"      --fill-threads N   background fill threads (default: one per CPU, at most 8;\n"
 		"                         0: the fault loop fills between faults)\n"
 		"      --restores N       serve N restores of this checkpoint, each as it connects\n"
 		"                         (0: until killed); --stats-file F becomes F.1, F.2, ...\n"
@@ -174,8 +174,12 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 	{
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-		/* One core for the loop thread (faults), the others fill. */
-		o->cfg.fill_threads = n > 1 ? (n - 1 > 8 ? 8 : n - 1) : 1;
+		/*
+		 * One per CPU: they run at nice 19, so the loop thread and the restored
+		 * processes preempt them, and with faults served beside them (not
+		 * between their chunks) one fewer leaves a CPU idle (docs/daemon.md).
+		 */
+		o->cfg.fill_threads = n > 1 ? (n > 8 ? 8 : n) : 1;
 	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h", opts, &idx)) != -1) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -253,6 +254,7 @@ static void proc_locks_init(struct lp_proc *p)
 	pthread_rwlock_init(&p->lock, &a);
 	pthread_rwlockattr_destroy(&a);
 	pthread_mutex_init(&p->fill_mu, NULL);
+	pthread_cond_init(&p->chunk_cv, NULL);
 }
 
 static int proc_watch(struct lp_proc *p)
@@ -553,6 +555,25 @@ static unsigned int fault_window(struct lp_proc *p, uint64_t page, int *stream)
 	return n;
 }
 
+/*
+ * Is PAGE where the workers are copying: at most a few chunks below their cursor, or
+ * just past it? A reader going through memory faults there once it has caught up.
+ */
+#define FILL_FRONT_BELOW (8ULL << 20)
+#define FILL_FRONT_ABOVE (1ULL << 20)
+
+static bool at_fill_front(struct lp_proc *p, uint64_t page)
+{
+	uint64_t pos;
+
+	if (!p->s->nr_workers)
+		return false;
+	pthread_mutex_lock(&p->fill_mu);
+	pos = p->fill_pos;
+	pthread_mutex_unlock(&p->fill_mu);
+	return page + FILL_FRONT_BELOW >= pos && page < pos + FILL_FRONT_ABOVE;
+}
+
 static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 {
 	struct lp_session *s = p->s;
@@ -587,12 +608,14 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		uint64_t n = rm_run(seg, page, fault_window(p, page, &k));
 
 		p->streams[k].next = page + n * PG;
+		p->front = at_fill_front(p, page);
 		if (s->cfg->record_ws)
 			lp_ws_add(&s->ws, p->pid, seg->img + (page - seg->start));
 		what = "copy for a fault";
 		ret = lp_uffd_fill(p->uffd, page, seg->data + (page - seg->start), n * PG,
 				   s->cfg->inject & LP_FILL_BUG_NO_EEXIST_WAKE, &res);
-		rm_done(&p->map, idx, page, res.copied / PG + res.eexist);
+		/* the map's shape may not change here: fill workers may be reading it */
+		rm_clear(&p->map, &p->map.seg[idx], page, res.copied / PG + res.eexist);
 		STAT_ADD(s, pages_faulted, res.copied / PG);
 		STAT_ADD(s, bytes, res.copied);
 	} else {
@@ -624,8 +647,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		proc_debug(p, "fault at %#llx: no registered VMA", (unsigned long long)page);
 		lp_uffd_wake(p->uffd, page, PG);
 		break;
-	case -ESRCH:
-		proc_exit(p);
+	case -ESRCH: /* ended under the write lock, by the caller */
+		__atomic_store_n(&p->gone, true, __ATOMIC_RELEASE);
 		break;
 	default:
 		proc_fatal(p, ret, page, what);
@@ -654,6 +677,8 @@ void lp_proc_retry(struct lp_proc *p)
 {
 	pthread_rwlock_wrlock(&p->lock);
 	retry_locked(p);
+	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
+		proc_exit(p);
 	pthread_rwlock_unlock(&p->lock);
 }
 
@@ -757,10 +782,6 @@ static void handle_msg(struct lp_proc *p, const struct uffd_msg *m, uint32_t slo
 }
 
 /*
- * Read and apply everything the uffd has, with the write lock held: no fill worker can
- * be between choosing a run and copying it while an event changes the map.
- */
-/*
  * Before acting on a batch, journal its events (and hand new uffds from forks to the
  * supervisor), so that a crash while acting loses none of them.
  */
@@ -799,44 +820,170 @@ static void journal_events(struct lp_proc *p, const struct uffd_msg *m, size_t n
 	}
 }
 
+/*
+ * Write lock held: read one batch, journal it, apply its events, serve deferred faults.
+ * Returns the number of messages read (their faults still to serve), 0 if none or the
+ * process is gone.
+ */
+static ssize_t read_batch(struct lp_proc *p, struct uffd_msg *msgs, uint32_t *slots)
+{
+	ssize_t n;
+
+	if (p->exited || p->s->error || __atomic_load_n(&p->gone, __ATOMIC_ACQUIRE))
+		return 0;
+	do
+		n = read(p->uffd, msgs, 64 * sizeof(*msgs));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EAGAIN)
+			proc_fatal(p, -errno, 0, "reading the uffd");
+		return 0;
+	}
+	if (n == 0 || n % sizeof(msgs[0])) {
+		proc_fatal(p, -EIO, 0, "reading the uffd (short message)");
+		return 0;
+	}
+	n /= sizeof(msgs[0]);
+	journal_events(p, msgs, n, slots);
+	/*
+	 * read() returns pending faults before events, so every fault of a batch is older
+	 * than its events. Apply the events first: a FORK must clone the map as it was
+	 * when the child's page tables were copied, before this batch's faults are
+	 * installed in the parent only (the child would lose those pages). A fault served
+	 * after a REMAP/REMOVE/UNMAP of its address is re-checked against the updated map
+	 * and woken if it has gone.
+	 */
+	for (ssize_t i = 0; i < n && !p->exited; i++)
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			handle_msg(p, &msgs[i], slots[i]);
+	if (p->exited)
+		return 0;
+	if (p->nr_retry)
+		retry_locked(p);
+	return n;
+}
+
+/* Write lock held: end a process a copy found gone. */
+static void finish_locked(struct lp_proc *p)
+{
+	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
+		proc_exit(p);
+}
+
+/*
+ * Read and apply everything the uffd has, with the write lock held: no fill worker can
+ * be between choosing a run and copying it while an event changes the map.
+ */
 static void read_events(struct lp_proc *p)
 {
 	struct uffd_msg msgs[64];
 	uint32_t slots[64];
 
 	while (!p->exited && !p->s->error) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n = read_batch(p, msgs, slots);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			proc_fatal(p, -errno, 0, "reading the uffd");
-			return;
-		}
-		if (n == 0 || n % sizeof(msgs[0])) {
-			proc_fatal(p, -EIO, 0, "reading the uffd (short message)");
-			return;
-		}
-		journal_events(p, msgs, n / sizeof(msgs[0]), slots);
-		/*
-		 * read() returns pending faults before events, so every fault of a batch
-		 * is older than its events. Apply the events first: a FORK must clone the
-		 * map as it was when the child's page tables were copied, before this
-		 * batch's faults are installed in the parent only (the child would lose
-		 * those pages). A fault served after a REMAP/REMOVE/UNMAP of its address
-		 * is re-checked against the updated map and woken if it has gone.
-		 */
-		for (size_t i = 0; i < n / sizeof(msgs[0]) && !p->exited; i++)
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-				handle_msg(p, &msgs[i], slots[i]);
-		for (size_t i = 0; i < n / sizeof(msgs[0]) && !p->exited; i++)
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n && !p->exited; i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				handle_msg(p, &msgs[i], slots[i]);
 	}
-	if (p->nr_retry)
-		retry_locked(p);
+	finish_locked(p);
+}
+
+/*
+ * With fill workers. Faults away from the workers' front (a thread touching memory at
+ * random) are served as without them: under the write lock, reading on until the uffd
+ * is empty, so faults that follow each other closely are served without waiting for
+ * fill chunks again. A batch whose faults are all at the front (a reader following the
+ * fill) is served under the read lock instead, beside the workers, which lose nothing:
+ * such a copy, like theirs, only clears bits of the map, and no decision straddles a
+ * read(uffd), since only this thread reads and it takes the write lock first. If more
+ * is queued, epoll says so again. Called with the write lock held; releases it.
+ */
+static void read_with_workers(struct lp_proc *p)
+{
+	struct uffd_msg msgs[64];
+	uint32_t slots[64];
+	ssize_t n;
+
+	while ((n = read_batch(p, msgs, slots)) > 0) {
+		bool front = true;
+
+		for (ssize_t i = 0; i < n && front; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				front = at_fill_front(p, msgs[i].arg.pagefault.address & ~(PG - 1));
+		if (front)
+			break;
+		for (ssize_t i = 0; i < n && !p->exited; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_msg(p, &msgs[i], slots[i]);
+	}
+	finish_locked(p);
+	pthread_rwlock_unlock(&p->lock);
+	if (n <= 0 || p->exited)
+		return;
+	pthread_rwlock_rdlock(&p->lock);
+	for (ssize_t i = 0; i < n; i++)
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			handle_msg(p, &msgs[i], slots[i]);
+	pthread_rwlock_unlock(&p->lock);
+	if (__atomic_load_n(&p->gone, __ATOMIC_ACQUIRE)) {
+		pthread_rwlock_wrlock(&p->lock);
+		finish_locked(p);
+		pthread_rwlock_unlock(&p->lock);
+	}
+}
+
+/*
+ * A thread reading through memory as fast as it can (a checker, a copy, a scan) soon
+ * catches up with the fill and then faults on pages whose chunk is being copied, or is
+ * next: that copy wakes it, and its message is gone before anyone reads it. Taking the
+ * write lock to read such a fault stops every worker for nothing, once per chunk,
+ * leaving one copy at a time. So while the last fault served was at the workers' front
+ * (at_fill_front), the loop thread first waits for the chunks in flight, and then for
+ * the next ones, to end (workers carry on), and reads only if a message is still
+ * there. Other faults are read at once: for a random one the wait would only add to
+ * its latency, and the next fault elsewhere ends the waiting.
+ */
+#define BEHIND_FILL_WAIT_NS (20 * 1000 * 1000) /* never longer than this */
+#define BEHIND_FILL_ROUNDS  2
+
+static bool resolved_by_fill(struct lp_proc *p)
+{
+	struct pollfd pfd = {.fd = p->uffd, .events = POLLIN};
+	struct timespec ts;
+	bool resolved = false;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += BEHIND_FILL_WAIT_NS;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&p->fill_mu);
+	/*
+	 * The chunks in flight now; if the fault is still there, it is most likely just
+	 * past them, where the workers go next: one more round of chunks.
+	 */
+	for (int round = 0; round < BEHIND_FILL_ROUNDS && !resolved; round++) {
+		uint64_t want = p->chunks_begun;
+		int ret = 0;
+
+		if (p->chunks_ended >= want)
+			break; /* nothing in flight: read at once */
+		p->loop_waits = true;
+		while (p->chunks_ended < want && ret != ETIMEDOUT)
+			ret = pthread_cond_timedwait(&p->chunk_cv, &p->fill_mu, &ts);
+		p->loop_waits = false;
+		pthread_mutex_unlock(&p->fill_mu);
+		resolved = poll(&pfd, 1, 0) == 0;
+		pthread_mutex_lock(&p->fill_mu);
+		if (ret == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&p->fill_mu);
+	return resolved;
 }
 
 void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
@@ -844,9 +991,19 @@ void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events)
 	double t0 = lp_now();
 
 	(void)events;
+	if (p->s->nr_workers && p->front && resolved_by_fill(p)) {
+		lp_hist_add(&p->s->st.fault_wait, lp_now() - t0);
+		p->s->st.faults_behind_fill++;
+		return;
+	}
 	pthread_rwlock_wrlock(&p->lock);
 	/* What faults pay for the fill: bench/ and the summary report it. */
 	lp_hist_add(&p->s->st.fault_wait, lp_now() - t0);
+	/* a remote session has no workers, and its callbacks take the write lock */
+	if (p->s->nr_workers) {
+		read_with_workers(p); /* releases the lock */
+		return;
+	}
 	read_events(p);
 	pthread_rwlock_unlock(&p->lock);
 }
@@ -1007,6 +1164,16 @@ static long prefetch_claim(struct lp_proc *p, size_t *idx, uint64_t *addr, uint6
 	return -1;
 }
 
+/* A worker's chunk is copied: the loop thread may be waiting for that. */
+static void chunk_ended(struct lp_proc *p)
+{
+	pthread_mutex_lock(&p->fill_mu);
+	p->chunks_ended++;
+	if (p->loop_waits)
+		pthread_cond_signal(&p->chunk_cv);
+	pthread_mutex_unlock(&p->fill_mu);
+}
+
 /*
  * One chunk of background fill from a fill worker thread: under the read lock, claim the
  * next missing run after the process's fill cursor, copy it, mark it present.
@@ -1052,8 +1219,10 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 		p->fill_pos = 0; /* wrap: pick up what an EAGAIN or ENOENT left behind */
 		found = rm_next_run(&p->map, 0, max / PG ? max / PG : 1, &idx, &addr, &nr);
 	}
-	if (found)
+	if (found) {
 		p->fill_pos = addr + nr * PG;
+		p->chunks_begun++;
+	}
 	pthread_mutex_unlock(&p->fill_mu);
 	if (!found || !p->map.seg[idx].data) {
 		pthread_rwlock_unlock(&p->lock);
@@ -1064,6 +1233,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
 	rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
+	chunk_ended(p);
 account:
 	lp_hist_add(&s->st.fill_chunk, lp_now() - t0);
 	STAT_ADD(s, pages_filled, res.copied / PG);

@@ -81,8 +81,10 @@ struct lp_req {
 
 /*
  * Locking: lock is held for writing by the loop thread while it reads the uffd, applies
- * events, serves faults and changes the map's shape; fill workers hold it for reading
- * from choosing a run until its copy is done. fill_mu orders the workers' cursor.
+ * events and changes the map's shape; fill workers hold it for reading from choosing a
+ * run until its copy is done, and so does the loop thread while it serves the faults it
+ * has read (with workers; without, it keeps the write lock). fill_mu orders the
+ * workers' cursor and counts their chunks for a loop thread waiting on chunk_cv.
  */
 #define LP_STREAMS	    4	/* sequential fault streams tracked per process */
 #define LP_FAULT_AROUND_MAX 256 /* pages: a stream's window grows to 1 MiB */
@@ -97,7 +99,12 @@ struct lp_proc {
 	struct lp_ev ev;
 	pthread_rwlock_t lock;
 	pthread_mutex_t fill_mu;
-	uint64_t fill_pos;     /* workers: next run at or after this address (fill_mu) */
+	uint64_t fill_pos;	 /* workers: next run at or after this address (fill_mu) */
+	pthread_cond_t chunk_cv; /* a chunk ended while the loop thread waits (fill_mu) */
+	uint64_t chunks_begun;	 /* fill chunks claimed (fill_mu) */
+	uint64_t chunks_ended;	 /* fill chunks copied (fill_mu) */
+	bool loop_waits;	 /* the loop thread waits on chunk_cv (fill_mu) */
+	bool front;	       /* the last fault served was where the workers copy (loop thread) */
 	bool gone;	       /* a worker saw ESRCH (atomic); the loop thread ends the process */
 	uint64_t unregistered; /* a worker saw ENOENT here (atomic); the loop thread checks */
 	uint32_t pid;	       /* image pid; a forked child keeps its ancestor's */
@@ -149,6 +156,8 @@ struct lp_session {
 	pthread_cond_t cv;
 	pthread_t *workers;
 	unsigned int nr_workers;
+	unsigned int worker_seq;  /* numbers the workers as they start (atomic) */
+	uint64_t random_fault_ns; /* CLOCK_MONOTONIC of the last fault away from the fill */
 	bool stop;
 	int wake_fd; /* eventfd: workers wake the loop thread */
 	struct lp_ev wake_ev;
