@@ -1221,7 +1221,8 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	}
 	if (found) {
 		p->fill_pos = addr + nr * PG;
-		p->chunks_begun++;
+		if (p->map.seg[idx].data) /* a copy follows; chunk_ended() counts its end */
+			p->chunks_begun++;
 	}
 	pthread_mutex_unlock(&p->fill_mu);
 	if (!found || !p->map.seg[idx].data) {
