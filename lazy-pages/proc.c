@@ -609,6 +609,10 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 
 		p->streams[k].next = page + n * PG;
 		p->front = at_fill_front(p, page);
+		/* fill.c: while random faults come, one worker leaves its CPU to them */
+		if (!p->front && p->streams[k].win <= 1 && s->nr_workers)
+			__atomic_store_n(&s->away_fault_ns, (uint64_t)(lp_now() * 1e9),
+					 __ATOMIC_RELAXED);
 		if (s->cfg->record_ws)
 			lp_ws_add(&s->ws, p->pid, seg->img + (page - seg->start));
 		what = "copy for a fault";

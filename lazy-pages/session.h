@@ -156,8 +156,8 @@ struct lp_session {
 	pthread_cond_t cv;
 	pthread_t *workers;
 	unsigned int nr_workers;
-	unsigned int worker_seq;  /* numbers the workers as they start (atomic) */
-	uint64_t random_fault_ns; /* CLOCK_MONOTONIC of the last fault away from the fill */
+	unsigned int worker_seq; /* numbers the workers as they start (atomic) */
+	uint64_t away_fault_ns;	 /* when a fault away from the fill front was last read */
 	bool stop;
 	int wake_fd; /* eventfd: workers wake the loop thread */
 	struct lp_ev wake_ev;
