@@ -103,12 +103,7 @@ static void *worker(void *arg)
 
 			/* Nothing for workers: the loop thread may be able to finish. */
 			wake_loop(s);
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 20 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			lp_deadline(&ts, 20 * 1000 * 1000);
 			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 		}
 		pthread_mutex_unlock(&s->mu);

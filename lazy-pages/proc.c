@@ -3,8 +3,10 @@
  * Per-process work: building the range map from the images, reading the uffd, serving
  * faults, applying FORK/REMAP/REMOVE/UNMAP, and filling in the background.
  *
- * Everything here runs on the session's loop thread, so reading an event, updating the
- * range map and deciding what to copy never interleave (docs/kernel.md, obligation 5).
+ * The loop thread reads the uffds and applies events under each process's write lock,
+ * and fill workers copy under its read lock, so reading an event, updating the range
+ * map and deciding what to copy never interleave (docs/kernel.md, obligation 5;
+ * docs/daemon.md, "Concurrency").
  */
 #define LOG_PREFIX "proc: "
 #include <errno.h>
@@ -352,6 +354,13 @@ static void proc_exit(struct lp_proc *p)
 	s->nr_live--;
 }
 
+/* Write lock held: end a process a copy found gone (ESRCH). */
+static void finish_locked(struct lp_proc *p)
+{
+	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
+		proc_exit(p);
+}
+
 static void proc_fatal(struct lp_proc *p, int err, uint64_t addr, const char *what)
 {
 	proc_err(p, "%s at %#llx failed: %s", what, (unsigned long long)addr, strerror(-err));
@@ -564,13 +573,10 @@ static unsigned int fault_window(struct lp_proc *p, uint64_t page, int *stream)
 
 static bool at_fill_front(struct lp_proc *p, uint64_t page)
 {
-	uint64_t pos;
+	uint64_t pos = __atomic_load_n(&p->fill_pos, __ATOMIC_RELAXED);
 
 	if (!p->s->nr_workers)
 		return false;
-	pthread_mutex_lock(&p->fill_mu);
-	pos = p->fill_pos;
-	pthread_mutex_unlock(&p->fill_mu);
 	return page + FILL_FRONT_BELOW >= pos && page < pos + FILL_FRONT_ABOVE;
 }
 
@@ -681,8 +687,7 @@ void lp_proc_retry(struct lp_proc *p)
 {
 	pthread_rwlock_wrlock(&p->lock);
 	retry_locked(p);
-	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
-		proc_exit(p);
+	finish_locked(p);
 	pthread_rwlock_unlock(&p->lock);
 }
 
@@ -867,13 +872,6 @@ static ssize_t read_batch(struct lp_proc *p, struct uffd_msg *msgs, uint32_t *sl
 	return n;
 }
 
-/* Write lock held: end a process a copy found gone. */
-static void finish_locked(struct lp_proc *p)
-{
-	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
-		proc_exit(p);
-}
-
 /*
  * Read and apply everything the uffd has, with the write lock held: no fill worker can
  * be between choosing a run and copying it while an event changes the map.
@@ -959,12 +957,7 @@ static bool resolved_by_fill(struct lp_proc *p)
 	struct timespec ts;
 	bool resolved = false;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += BEHIND_FILL_WAIT_NS;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	lp_deadline(&ts, BEHIND_FILL_WAIT_NS);
 	pthread_mutex_lock(&p->fill_mu);
 	/*
 	 * The chunks in flight now; if the fault is still there, it is most likely just
@@ -1122,8 +1115,7 @@ void lp_proc_settle(struct lp_proc *p)
 	    !__atomic_load_n(&p->unregistered, __ATOMIC_ACQUIRE))
 		return;
 	pthread_rwlock_wrlock(&p->lock);
-	if (__atomic_exchange_n(&p->gone, false, __ATOMIC_ACQ_REL))
-		proc_exit(p);
+	finish_locked(p);
 	at = __atomic_exchange_n(&p->unregistered, 0, __ATOMIC_ACQ_REL);
 	if (at && !p->exited)
 		check_unregistered(p, at);
@@ -1220,11 +1212,12 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	}
 	found = rm_next_run(&p->map, p->fill_pos, max / PG ? max / PG : 1, &idx, &addr, &nr);
 	if (!found && p->fill_pos) {
-		p->fill_pos = 0; /* wrap: pick up what an EAGAIN or ENOENT left behind */
+		/* wrap: pick up what an EAGAIN or ENOENT left behind */
+		__atomic_store_n(&p->fill_pos, 0, __ATOMIC_RELAXED);
 		found = rm_next_run(&p->map, 0, max / PG ? max / PG : 1, &idx, &addr, &nr);
 	}
 	if (found) {
-		p->fill_pos = addr + nr * PG;
+		__atomic_store_n(&p->fill_pos, addr + nr * PG, __ATOMIC_RELAXED);
 		if (p->map.seg[idx].data) /* a copy follows; chunk_ended() counts its end */
 			p->chunks_begun++;
 	}
@@ -1252,7 +1245,7 @@ account:
 		__atomic_store_n(&p->unregistered, addr + res.copied + res.eexist * PG,
 				 __ATOMIC_RELEASE);
 		pthread_mutex_lock(&p->fill_mu);
-		p->fill_pos = seg->end;
+		__atomic_store_n(&p->fill_pos, seg->end, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&p->fill_mu);
 		break;
 	case -ESRCH:

@@ -99,7 +99,7 @@ struct lp_proc {
 	struct lp_ev ev;
 	pthread_rwlock_t lock;
 	pthread_mutex_t fill_mu;
-	uint64_t fill_pos;	 /* workers: next run at or after this address (fill_mu) */
+	uint64_t fill_pos;	 /* workers: next run at or after this (fill_mu; atomic) */
 	pthread_cond_t chunk_cv; /* a chunk ended while the loop thread waits (fill_mu) */
 	uint64_t chunks_begun;	 /* fill chunks claimed (fill_mu) */
 	uint64_t chunks_ended;	 /* fill chunks copied (fill_mu) */

@@ -19,6 +19,17 @@ double lp_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+void lp_deadline(struct timespec *ts, long ns)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ns / 1000000000;
+	ts->tv_nsec += ns % 1000000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
 void lp_hist_add(struct lp_hist *h, double seconds)
 {
 	uint64_t ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0, us = ns / 1000, old;

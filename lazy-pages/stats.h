@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 /*
  * How long something took, in power-of-two microsecond buckets: bucket 0 holds < 1 µs,
@@ -47,6 +48,8 @@ struct lp_stats {
 };
 
 double lp_now(void);
+/* *TS = CLOCK_REALTIME now + NS nanoseconds: a pthread_cond_timedwait() deadline. */
+void lp_deadline(struct timespec *ts, long ns);
 void lp_stats_print(const struct lp_stats *st, int level);
 int lp_stats_write_json(const struct lp_stats *st, const char *path);
 
