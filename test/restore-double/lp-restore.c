@@ -2271,7 +2271,7 @@ static pid_t fork_as(pid_t want)
 static int run(void)
 {
 	size_t *order;
-	int sk = -1, result = EX_OK;
+	int sk = -1, result = EX_OK, wret;
 	bool killed = false, failed = false;
 	struct lpt_rng r;
 	double t0 = now_s();
@@ -2332,15 +2332,9 @@ static int run(void)
 	}
 
 	/* Every process restored its memory and holds a uffd. */
-	switch (wait_all_tasks()) {
-	case 0:
-		break;
-	case -ETIMEDOUT:
-		goto timeout;
-	default:
-		result = EX_SETUP;
-		goto out;
-	}
+	wret = wait_all_tasks();
+	if (wret)
+		goto tasks_failed;
 
 	/* One task's messages at a time. */
 	order = malloc((PT.nr ? PT.nr : 1) * sizeof(*order));
@@ -2384,15 +2378,9 @@ static int run(void)
 		}
 	}
 	free(order);
-	switch (wait_all_tasks()) {
-	case 0:
-		break;
-	case -ETIMEDOUT:
-		goto timeout;
-	default:
-		result = EX_SETUP;
-		goto out;
-	}
+	wret = wait_all_tasks();
+	if (wret)
+		goto tasks_failed;
 	if (!O.no_lazy) {
 		if (!O.no_finish && send_word(sk, (int32_t)RSTF, "the finish word (RSTF)")) {
 			result = EX_SETUP;
@@ -2484,6 +2472,11 @@ static int run(void)
 	}
 	goto out;
 
+tasks_failed: /* wait_all_tasks() said WRET */
+	if (wret != -ETIMEDOUT) {
+		result = EX_SETUP;
+		goto out;
+	}
 timeout:
 	timed_out = true;
 	report_stuck();
