@@ -7,7 +7,8 @@
  * (the same socket protocol as criu restore) and measures:
  *   - fault latency of random and sequential touches before the finish word (no fill)
  *     and of random touches while the background fill runs;
- *   - time until fully resident with no touches (fill GB/s), from the daemon's stats;
+ *   - time until fully resident with no touches (fill GB/s), from the daemon's stats,
+ *     counted from the uffd's handover (the fill starts there);
  *   - a sequential touch of all memory while the fill runs;
  * and the same touches on a MAP_PRIVATE mapping of the pages file (the kernel's demand
  * paging, the practical limit) and an eager copy (pread of the whole file).
@@ -50,6 +51,7 @@ struct opts {
 	uint64_t sizes[16];
 	int nsizes;
 	int reps;
+	unsigned only; /* --only: a mask of 1 << experiment, 0 for all */
 };
 
 /* What one measurement run reports back from the restored-process child. */
@@ -61,7 +63,8 @@ struct result {
 	/* the daemon's view of the random touches with the fill running (its stats) */
 	double fill_wait_p99, chunk_p99, chunk_max; /* µs */
 	double seq_all_s;   /* sequential touch of all memory, fill running */
-	double resident_s;  /* finish word -> fully resident, no touches */
+	double resident_s;  /* uffd handed over -> fully resident, no touches (the fill starts
+			     * there; the finish word follows at once) */
 	double fill_copy_s; /* the same run: the fill threads' copies, added up */
 	double kern_seq_read_s, kern_seq_write_s, kern_rand_p50, kern_rand_p99;
 	double eager_s;
@@ -259,6 +262,7 @@ enum exp {
 	EXP_WS_PLAIN,	 /* time to touch the working set, plain daemon */
 	EXP_WS_PREFETCH, /* the same with --prefetch */
 };
+#define EXP_NR (EXP_WS_PREFETCH + 1) /* and for --only, the baselines */
 
 /* The "first useful work": a fixed 5 % of the pages, in a fixed random order. */
 static double touch_working_set(const uint8_t *m, uint64_t n, int *bad)
@@ -402,7 +406,7 @@ static int run_lazy(const struct opts *o, uint64_t size, enum exp e, struct resu
 	waitpid(c, &st, 0);
 	*r = *shared;
 	if (e == EXP_RESIDENT) {
-		r->resident_s = stats_value(stats, "seconds_to_resident_after_finish");
+		r->resident_s = stats_value(stats, "seconds_to_resident_after_first_uffd");
 		r->fill_copy_s = stats_value(stats, "fill_copy_seconds");
 	}
 	if (e == EXP_RAND_FILL) {
@@ -484,13 +488,26 @@ static int run_baselines(const struct opts *o, uint64_t size, struct result *r)
 	return bad ? -1 : 0;
 }
 
+/* The experiments by name, for --only; the baselines are "kernel". */
+static const char *const exp_names[] = {
+	[EXP_SEQ_NOFILL] = "seq",  [EXP_RAND_NOFILL] = "rand",	[EXP_RAND_FILL] = "rand-fill",
+	[EXP_SEQ_ALL] = "seq-all", [EXP_RESIDENT] = "resident", [EXP_WS_RECORD] = "ws",
+	[EXP_WS_PLAIN] = "ws",	   [EXP_WS_PREFETCH] = "ws",	[EXP_NR] = "kernel",
+};
+
+static bool wanted(const struct opts *o, int e)
+{
+	return !o->only || (o->only & (1u << e));
+}
+
 static int run_once(const struct opts *o, uint64_t size, struct result *r)
 {
-	return run_baselines(o, size, r) || run_lazy(o, size, EXP_SEQ_NOFILL, r) ||
-	       run_lazy(o, size, EXP_RAND_NOFILL, r) || run_lazy(o, size, EXP_RAND_FILL, r) ||
-	       run_lazy(o, size, EXP_SEQ_ALL, r) || run_lazy(o, size, EXP_RESIDENT, r) ||
-	       run_lazy(o, size, EXP_WS_RECORD, r) || run_lazy(o, size, EXP_WS_PLAIN, r) ||
-	       run_lazy(o, size, EXP_WS_PREFETCH, r);
+	if (wanted(o, EXP_NR) && run_baselines(o, size, r))
+		return -1;
+	for (int e = 0; e < EXP_NR; e++)
+		if (wanted(o, e) && run_lazy(o, size, e, r))
+			return -1;
+	return 0;
 }
 
 /*
@@ -544,7 +561,8 @@ static int run_reps(const struct opts *o, uint64_t size, struct result *out)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: lp-bench --daemon PATH [--sizes 64M,256M,1G] [--dir TMP] [--out DIR]\n"
-		   "                [--daemon-args 'ARGS'] [--reps N]\n");
+		   "                [--daemon-args 'ARGS'] [--reps N]\n"
+		   "                [--only kernel,seq,rand,rand-fill,seq-all,resident,ws]\n");
 }
 
 static uint64_t parse_size(const char *s)
@@ -568,6 +586,7 @@ int main(int argc, char **argv)
 		{"out", required_argument, NULL, 'o'},
 		{"daemon-args", required_argument, NULL, 'a'},
 		{"reps", required_argument, NULL, 'r'},
+		{"only", required_argument, NULL, 'O'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
@@ -595,6 +614,22 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			o.reps = atoi(optarg);
+			break;
+		case 'O':
+			for (char *t = strtok_r(optarg, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save)) {
+				int e;
+
+				for (e = 0; e <= EXP_NR; e++)
+					if (!strcmp(t, exp_names[e]))
+						o.only |= 1u << e;
+				if (!o.only) {
+					fprintf(stderr,
+						"bench: --only: no experiment called '%s'\n", t);
+					return 2;
+				}
+			}
+			save = NULL;
 			break;
 		case 'h':
 			usage(stdout);

@@ -21,7 +21,7 @@ set xlabel "checkpoint size (MiB)"
 set multiplot layout 1,2 title "lazypages: time and fault latency (one run, this machine)"
 set ylabel "seconds"
 set title "fully resident / sequential touch of all memory"
-plot "$OUT/results.csv" skip 1 using 1:9 with linespoints title "lazypages: finish word -> resident", \
+plot "$OUT/results.csv" skip 1 using 1:9 with linespoints title "lazypages: uffd handed over -> resident", \
      "" skip 1 using 1:8 with linespoints title "lazypages: seq touch all (fill running)", \
      "" skip 1 using 1:11 with linespoints title "kernel MAP_PRIVATE file: seq read touch", \
      "" skip 1 using 1:12 with linespoints title "kernel MAP_PRIVATE file: seq write touch", \
