@@ -51,6 +51,10 @@ static void daemon_usage(FILE *f)
 		"                         0: the fault loop fills between faults)\n"
 		"      --restores N       serve N restores of this checkpoint, each as it connects\n"
 		"                         (0: until killed); --stats-file F becomes F.1, F.2, ...\n"
+		"      --fill-early       start the background fill as soon as restore has\n"
+		"                         registered a process's memory, not at its finish word:\n"
+		"                         a head start for trees of many processes, at some cost\n"
+		"                         to restore's own time (64 KiB copies until the finish)\n"
 		"      --on-demand        serve only what the processes touch: no background fill;\n"
 		"                         exit when every lazy page is in or its process is gone\n"
 		"      --record-ws FILE   write the pages the restore faulted, in order, to FILE\n"
@@ -116,6 +120,7 @@ enum {
 	OPT_NO_SUPERVISE,
 	OPT_PS_HEADER,
 	OPT_ON_DEMAND,
+	OPT_FILL_EARLY,
 	OPT_RESTORES,
 	OPT_RECORD_WS,
 	OPT_PREFETCH,
@@ -145,6 +150,7 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		LP_TLS_LONG_OPTIONS,
 		{"no-supervise", no_argument, NULL, OPT_NO_SUPERVISE},
 		{"on-demand", no_argument, NULL, OPT_ON_DEMAND},
+		{"fill-early", no_argument, NULL, OPT_FILL_EARLY},
 		{"restores", required_argument, NULL, OPT_RESTORES},
 		{"record-ws", required_argument, NULL, OPT_RECORD_WS},
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
@@ -220,6 +226,9 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 			break;
 		case OPT_RESTORES:
 			o->restores = atoi(optarg);
+			break;
+		case OPT_FILL_EARLY:
+			o->cfg.fill_early = true;
 			break;
 		case OPT_ON_DEMAND:
 			o->cfg.on_demand = true;

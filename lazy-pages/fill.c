@@ -40,20 +40,29 @@ static void wake_loop(struct lp_session *s)
 		pr_perror("eventfd");
 }
 
-/* The next process with pages for workers, round robin; NULL if none. s->mu held. */
-static struct lp_proc *pick(struct lp_session *s, struct lp_proc **cursor)
+/*
+ * The next process with pages for workers, round robin; NULL if none. One whose VMAs
+ * restore has not registered yet waits its turn: *RETRY_NS says until when. s->mu held.
+ */
+static struct lp_proc *pick(struct lp_session *s, struct lp_proc **cursor, uint64_t *retry_ns)
 {
 	struct lp_proc *start = *cursor ? *cursor : s->procs, *p = start;
+	uint64_t now = (uint64_t)(lp_now() * 1e9);
 
 	if (!p)
 		return NULL;
 	do {
-		if (!__atomic_load_n(&p->exited, __ATOMIC_ACQUIRE) &&
-		    !__atomic_load_n(&p->gone, __ATOMIC_ACQUIRE) &&
-		    __atomic_load_n(&p->map.nr_missing, __ATOMIC_RELAXED) && !s->remote) {
+		uint64_t after = __atomic_load_n(&p->fill_after_ns, __ATOMIC_RELAXED);
+		bool missing = !__atomic_load_n(&p->exited, __ATOMIC_ACQUIRE) &&
+			       !__atomic_load_n(&p->gone, __ATOMIC_ACQUIRE) &&
+			       __atomic_load_n(&p->map.nr_missing, __ATOMIC_RELAXED) && !s->remote;
+
+		if (missing && after <= now) {
 			*cursor = p->next;
 			return p;
 		}
+		if (missing && (!*retry_ns || after < *retry_ns))
+			*retry_ns = after;
 		p = p->next ? p->next : s->procs;
 	} while (p != start);
 	return NULL;
@@ -87,7 +96,7 @@ static void *worker(void *arg)
 	lower_priority();
 	for (;;) {
 		struct lp_proc *p = NULL;
-		uint64_t chunk;
+		uint64_t chunk, retry_ns = 0;
 		long n;
 
 		if (step_aside(s, idx)) {
@@ -98,19 +107,33 @@ static void *worker(void *arg)
 		}
 
 		pthread_mutex_lock(&s->mu);
-		while (!s->stop && !(p = pick(s, &cursor))) {
+		while (!s->stop && !(p = pick(s, &cursor, &retry_ns))) {
+			long wait = 20 * 1000 * 1000;
 			struct timespec ts;
 
 			/* Nothing for workers: the loop thread may be able to finish. */
-			wake_loop(s);
-			lp_deadline(&ts, 20 * 1000 * 1000);
-			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+			if (!retry_ns)
+				wake_loop(s);
+			else if ((int64_t)(retry_ns - (uint64_t)(lp_now() * 1e9)) < wait)
+				wait = (long)(retry_ns - (uint64_t)(lp_now() * 1e9));
+			retry_ns = 0;
+			if (wait > 0) {
+				lp_deadline(&ts, wait);
+				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+			}
 		}
 		pthread_mutex_unlock(&s->mu);
 		if (s->stop)
 			break;
 
 		chunk = __atomic_load_n(&s->fill_chunk, __ATOMIC_RELAXED);
+		/*
+		 * --fill-early: a copy holds the process's mmap_lock, which the restorer
+		 * still needs for writing (munmap, mprotect, madvise): small ones until the
+		 * finish word.
+		 */
+		if (!__atomic_load_n(&s->finished, __ATOMIC_ACQUIRE))
+			chunk = s->cfg->fill_chunk_min;
 		n = lp_proc_fill_worker(p, chunk);
 		if (n > 0 && chunk < s->cfg->fill_chunk_max)
 			__atomic_compare_exchange_n(&s->fill_chunk, &chunk, chunk * 2, false,

@@ -1171,6 +1171,27 @@ static void chunk_ended(struct lp_proc *p)
 }
 
 /*
+ * ENOENT at AT before the finish word: restore registers each VMA only once it is in its
+ * final place, and workers start with the first uffd. Not an unmap (that is an event):
+ * come back to AT in a while. Returns false after the finish word, when ENOENT means
+ * what it does for a running process.
+ */
+#define NOT_REGISTERED_RETRY_NS (1000 * 1000)
+
+static bool not_registered_yet(struct lp_proc *p, uint64_t at)
+{
+	if (__atomic_load_n(&p->s->finished, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&p->fill_mu);
+	if (p->fill_pos > at)
+		__atomic_store_n(&p->fill_pos, at, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&p->fill_mu);
+	__atomic_store_n(&p->fill_after_ns, (uint64_t)(lp_now() * 1e9) + NOT_REGISTERED_RETRY_NS,
+			 __ATOMIC_RELAXED);
+	return true;
+}
+
+/*
  * One chunk of background fill from a fill worker thread: under the read lock, claim the
  * next missing run after the process's fill cursor, copy it, mark it present.
  * Returns pages installed, or -1 if the process has nothing left for workers.
@@ -1193,6 +1214,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	}
 	pthread_mutex_lock(&p->fill_mu);
 	if (s->cfg->prefetch && !s->cfg->on_demand) {
+		size_t at = p->prefetch_pos;
 		long n = prefetch_claim(p, &idx, &addr, &nr);
 
 		if (n >= 0) {
@@ -1207,6 +1229,14 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 					   s->cfg->inject, &res);
 			rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
 			STAT_ADD(s, pages_prefetched, res.copied / PG);
+			if (ret == -ENOENT &&
+			    not_registered_yet(p, addr + res.copied + res.eexist * PG)) {
+				pthread_mutex_lock(&p->fill_mu); /* the working set stays first */
+				if (p->prefetch_pos > at)
+					p->prefetch_pos = at;
+				pthread_mutex_unlock(&p->fill_mu);
+				ret = 0;
+			}
 			goto account;
 		}
 	}
@@ -1231,6 +1261,8 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
 	rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
+	if (ret == -ENOENT && not_registered_yet(p, addr + res.copied + res.eexist * PG))
+		ret = 0;
 	chunk_ended(p);
 account:
 	lp_hist_add(&s->st.fill_chunk, lp_now() - t0);

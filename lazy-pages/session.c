@@ -224,10 +224,16 @@ static int recv_uffd(struct lp_session *s)
 		pr_info("pid %d: uffd received, %llu lazy pages", s->cur_pid,
 			(unsigned long long)p->map.nr_missing);
 		/*
-		 * The working set goes in as soon as restore registers the VMAs, before
-		 * the process runs (the restored task waits for the finish word).
+		 * The working set (and with --fill-early the whole fill) goes in as soon as
+		 * restore registers the VMAs, while it restores the rest: the restored task
+		 * waits for the finish word. Without workers the loop thread prefetches.
 		 */
-		if (s->cfg->prefetch && !s->cfg->on_demand)
+		if (s->cfg->fill_early) {
+			ret = lp_session_start_workers(s);
+			if (ret)
+				return ret;
+		}
+		if (s->cfg->prefetch && !s->cfg->on_demand && !s->nr_workers)
 			s->prefetching = true;
 		if (s->sup) {
 			ret = lp_sup_reserve(s->sup);
@@ -260,13 +266,15 @@ static int handle_word(struct lp_session *s, uint32_t w)
 			       w, LP_RESTORE_FINISHED, s->pt->nr);
 			return -EPROTO;
 		}
-		s->finished = true;
+		__atomic_store_n(&s->finished, true, __ATOMIC_RELEASE);
 		s->st.t_finished = lp_now();
+		s->st.pages_before_finish = __atomic_load_n(&s->st.pages_filled, __ATOMIC_RELAXED);
 		/* With fill workers they take over the prefetch; else the loop thread goes on. */
 		if (s->cfg->fill_threads)
 			s->prefetching = false;
 		lp_sup_log(s->sup, J_FINISHED, 0, 0, 0, 0, 0, 0);
-		pr_info("restore finished: background fill starts");
+		pr_info("restore finished: %s",
+			s->nr_workers ? "the fill goes on" : "background fill starts");
 		return lp_session_start_workers(s);
 	}
 	if (w == LP_RESTORE_FINISHED) {
@@ -459,7 +467,7 @@ int lp_session_replay(struct lp_session *s)
 			s->st.zombies++;
 			break;
 		case J_FINISHED:
-			s->finished = true;
+			__atomic_store_n(&s->finished, true, __ATOMIC_RELEASE);
 			s->st.t_finished = lp_now();
 			break;
 		default:
@@ -474,7 +482,7 @@ int lp_session_replay(struct lp_session *s)
 	for (struct lp_proc *p = s->procs; p; p = p->next)
 		if (!p->exited)
 			lp_proc_wake_all(p);
-	if (s->finished)
+	if (s->finished || (s->procs && s->cfg->fill_early))
 		ret = lp_session_start_workers(s);
 	return ret;
 }

@@ -54,6 +54,7 @@ struct lp_config {
 	unsigned int inject;	   /* LP_FILL_BUG_*: a broken protocol for the stress self-test */
 	unsigned int fill_threads; /* background fill threads; 0: the loop thread fills */
 	bool on_demand;		   /* no background fill: serve faults until the processes exit */
+	bool fill_early;	   /* workers start at the first uffd, not at the finish word */
 	const char *record_ws;	   /* write the faulted pages, in order, to this file */
 	const struct lp_ws *prefetch; /* pages to install first, after the finish word */
 };
@@ -104,6 +105,7 @@ struct lp_proc {
 	uint64_t chunks_begun;	 /* fill chunks claimed (fill_mu) */
 	uint64_t chunks_ended;	 /* fill chunks copied (fill_mu) */
 	bool loop_waits;	 /* the loop thread waits on chunk_cv (fill_mu) */
+	uint64_t fill_after_ns;	 /* workers leave it alone until then (atomic): not registered */
 	bool front;	       /* the last fault served was where the workers copy (loop thread) */
 	bool gone;	       /* a worker saw ESRCH (atomic); the loop thread ends the process */
 	uint64_t unregistered; /* a worker saw ENOENT here (atomic); the loop thread checks */
@@ -184,7 +186,7 @@ void lp_proc_uffd_ready(struct lp_proc *p, uint32_t events);
 /* A restarted server: rebuild the state the journal describes, wake every waiter. */
 int lp_session_replay(struct lp_session *s);
 
-/* Start the fill workers (cfg->fill_threads) once restore has finished. */
+/* Start the fill workers (cfg->fill_threads): at the finish word (or the first uffd). */
 int lp_session_start_workers(struct lp_session *s);
 void lp_session_stop_workers(struct lp_session *s);
 void lp_session_wake_ready(struct lp_session *s);

@@ -96,11 +96,13 @@ void lp_stats_print(const struct lp_stats *st, int level)
 		   st->lazy_pages * (double)LP_PAGE_SIZE / (1 << 20),
 		   (unsigned long long)st->fork_pages);
 	log_printf(level, NULL, 0,
-		   "summary: %llu faulted, %llu filled in the background, %llu zero-filled, "
-		   "%llu EEXIST, %llu dropped (munmap/madvise), %llu left by exited processes",
+		   "summary: %llu faulted, %llu filled in the background (%llu before restore "
+		   "finished), %llu zero-filled, %llu EEXIST, %llu dropped (munmap/madvise), %llu "
+		   "left by exited processes",
 		   (unsigned long long)st->pages_faulted, (unsigned long long)st->pages_filled,
-		   (unsigned long long)st->pages_zero, (unsigned long long)st->eexist,
-		   (unsigned long long)st->pages_dropped, (unsigned long long)st->pages_orphaned);
+		   (unsigned long long)st->pages_before_finish, (unsigned long long)st->pages_zero,
+		   (unsigned long long)st->eexist, (unsigned long long)st->pages_dropped,
+		   (unsigned long long)st->pages_orphaned);
 	log_printf(level, NULL, 0,
 		   "summary: %llu pages (%.1f MiB) installed, %llu fault messages; events: %llu "
 		   "fork, %llu remap, %llu remove, %llu unmap",
@@ -132,7 +134,7 @@ void lp_stats_print(const struct lp_stats *st, int level)
 		log_printf(level, NULL, 0,
 			   "summary: fill chunks copied for %.3f s added up; %llu uffd wake-ups "
 			   "were answered by a fill chunk before the read",
-			   0.0, (unsigned long long)st->faults_behind_fill);
+			   st->fill_chunk.sum_ns / 1e9, (unsigned long long)st->faults_behind_fill);
 	if (st->t_resident > 0)
 		log_printf(level, NULL, 0,
 			   "summary: fully resident %.3f s after restore finished, %.3f s after "
@@ -161,7 +163,7 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 	fprintf(f,
 		"{\n  \"processes\": %u,\n  \"zombies\": %u,\n  \"forks\": %u,\n  \"exited\": %u,\n"
 		"  \"lazy_pages\": %llu,\n  \"fork_pages\": %llu,\n  \"pages_faulted\": %llu,\n  \"pages_filled\": %llu,\n  \"pages_prefetched\": %llu,\n"
-		"  \"pages_zero\": %llu,\n  \"pages_dropped\": %llu,\n  \"pages_orphaned\": %llu,\n"
+		"  \"pages_filled_before_finish\": %llu,\n  \"pages_zero\": %llu,\n  \"pages_dropped\": %llu,\n  \"pages_orphaned\": %llu,\n"
 		"  \"eexist\": %llu,\n  \"bytes\": %llu,\n  \"fault_messages\": %llu,\n"
 		"  \"events\": {\"fork\": %llu, \"remap\": %llu, \"remove\": %llu, \"unmap\": %llu},\n"
 		"  \"ps_reconnects\": %u,\n  \"ps_outage_seconds\": %.3f,\n"
@@ -179,20 +181,21 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		st->procs, st->zombies, st->forks, st->exited, (unsigned long long)st->lazy_pages,
 		(unsigned long long)st->fork_pages, (unsigned long long)st->pages_faulted,
 		(unsigned long long)st->pages_filled, (unsigned long long)st->pages_prefetched,
-		(unsigned long long)st->pages_zero, (unsigned long long)st->pages_dropped,
-		(unsigned long long)st->pages_orphaned, (unsigned long long)st->eexist,
-		(unsigned long long)st->bytes, (unsigned long long)st->faults,
-		(unsigned long long)st->ev_fork, (unsigned long long)st->ev_remap,
-		(unsigned long long)st->ev_remove, (unsigned long long)st->ev_unmap,
-		st->ps_reconnects, st->ps_outage_s, (unsigned long long)st->pages_poisoned,
-		st->killed, (unsigned long long)st->fault_wait.count,
-		lp_hist_pct(&st->fault_wait, 0.5), lp_hist_pct(&st->fault_wait, 0.99),
-		lp_hist_pct(&st->fault_wait, 1), (unsigned long long)st->fill_chunk.count,
-		lp_hist_pct(&st->fill_chunk, 0.5), lp_hist_pct(&st->fill_chunk, 0.99),
-		lp_hist_pct(&st->fill_chunk, 1), st->fault_wait.sum_ns / 1e9,
-		st->fill_chunk.sum_ns / 1e9, (unsigned long long)st->faults_behind_fill,
-		since(st->t_resident, st->t_finished), since(st->t_resident, st->t_first_uffd),
-		since(lp_now(), st->t_start), cpu_user, cpu_sys);
+		(unsigned long long)st->pages_before_finish, (unsigned long long)st->pages_zero,
+		(unsigned long long)st->pages_dropped, (unsigned long long)st->pages_orphaned,
+		(unsigned long long)st->eexist, (unsigned long long)st->bytes,
+		(unsigned long long)st->faults, (unsigned long long)st->ev_fork,
+		(unsigned long long)st->ev_remap, (unsigned long long)st->ev_remove,
+		(unsigned long long)st->ev_unmap, st->ps_reconnects, st->ps_outage_s,
+		(unsigned long long)st->pages_poisoned, st->killed,
+		(unsigned long long)st->fault_wait.count, lp_hist_pct(&st->fault_wait, 0.5),
+		lp_hist_pct(&st->fault_wait, 0.99), lp_hist_pct(&st->fault_wait, 1),
+		(unsigned long long)st->fill_chunk.count, lp_hist_pct(&st->fill_chunk, 0.5),
+		lp_hist_pct(&st->fill_chunk, 0.99), lp_hist_pct(&st->fill_chunk, 1),
+		st->fault_wait.sum_ns / 1e9, st->fill_chunk.sum_ns / 1e9,
+		(unsigned long long)st->faults_behind_fill, since(st->t_resident, st->t_finished),
+		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start), cpu_user,
+		cpu_sys);
 	if (fclose(f)) {
 		int e = -errno;
 

@@ -34,7 +34,7 @@ int lp_uffd_fill(int uffd, uint64_t dst, const void *src, uint64_t len, unsigned
  * Deliberately broken protocol, for the stress test's self-check only
  * (lazypages daemon --inject-bug): the watchdog must catch the lost wakeups.
  */
-#define LP_FILL_BUG_DONTWAKE (1U << 0) /* copy with DONTWAKE and never wake */
+#define LP_FILL_BUG_DONTWAKE	   (1U << 0) /* copy with DONTWAKE and never wake */
 #define LP_FILL_BUG_NO_EEXIST_WAKE (1U << 1) /* no wake after EEXIST */
 int lp_uffd_wake(int uffd, uint64_t start, uint64_t len);
 int lp_uffd_unregister(int uffd, uint64_t start, uint64_t len);

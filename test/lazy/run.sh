@@ -26,13 +26,14 @@ TMO=${LAZY_TIMEOUT:-120}
 
 ALL_SCENARIOS="single threads procs zombies many-vmas v42 img-v1 background events-dontneed
 events-mremap events-munmap events-grow events-all fork fork-quiet fork-storm signals
-register-first register-delay keep-socket workdir stress no-finish big"
+register-first register-delay early-fill late-fill keep-socket workdir stress no-finish big"
 DEFAULT_SCENARIOS=${ALL_SCENARIOS% big}
 
 # scenario NAME: sets MK_ARGS, LR_ARGS, STRICT (no events/forks: exact accounting),
-# EXPECT_DAEMON (exit status the daemon must have), BG (lp-restore waits for the daemon).
+# EXPECT_DAEMON (exit status the daemon must have), BG (lp-restore waits for the daemon),
+# D_ARGS (daemon options), EARLY (1: some pages must go in before the finish word, 0: none).
 scenario() {
-	MK_ARGS=() LR_ARGS=() STRICT=1 EXPECT_DAEMON=0 BG=0 EXPECT_LOG= WORK=
+	MK_ARGS=() LR_ARGS=() STRICT=1 EXPECT_DAEMON=0 BG=0 EXPECT_LOG= WORK= D_ARGS=() EARLY=
 	case $1 in
 	single) MK_ARGS=(--procs 1 --threads 1) LR_ARGS=(--threads 1 --order seq) ;;
 	threads) MK_ARGS=(--threads 4 --size 32M)
@@ -56,6 +57,11 @@ scenario() {
 	signals) MK_ARGS=(--size 64M --threads 4) LR_ARGS=(--signals) ;;
 	register-first) MK_ARGS=(--procs 2) LR_ARGS=(--register-first) ;;
 	register-delay) MK_ARGS=(--procs 2) LR_ARGS=(--register-delay 100 --shuffle) ;;
+	# Restore still busy after registering: with --fill-early the fill starts meanwhile.
+	early-fill) MK_ARGS=(--procs 2 --size 64M) LR_ARGS=(--register-delay 50 --finish-delay 300
+		--touch-fraction 0.2 --shuffle) D_ARGS=(--fill-early) EARLY=1 ;;
+	late-fill) MK_ARGS=(--procs 2 --size 64M) LR_ARGS=(--register-delay 50 --finish-delay 300
+		--touch-fraction 0.2 --shuffle) EARLY=0 ;;
 	keep-socket) MK_ARGS=(--procs 2) LR_ARGS=(--keep-socket) ;;
 	workdir) MK_ARGS=(--procs 2 --zombies 1) LR_ARGS=() WORK=work ;;
 	stress) MK_ARGS=(--size 64M --procs 3 --zombies 1 --threads 3)
@@ -96,7 +102,7 @@ fails=0 passed=0 skipped=0 failed=()
 check_stats() {
 	python3 - "$@" <<'EOF'
 import json, sys
-dj, info, lj, strict = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+dj, info, lj, strict, early = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]
 d = json.load(open(dj))
 lr = json.load(open(lj))
 ck = {}
@@ -116,6 +122,13 @@ inst = d["pages_faulted"] + d["pages_filled"]
 acc = inst + d["pages_dropped"] + d["pages_orphaned"]
 want(d["lazy_pages"] + d["fork_pages"] == acc,
      f"lazy_pages {d['lazy_pages']} + fork_pages {d['fork_pages']} != faulted {d['pages_faulted']} + filled {d['pages_filled']} + dropped {d['pages_dropped']} + orphaned {d['pages_orphaned']} = {acc}")
+want(d["pages_filled_before_finish"] <= d["pages_filled"],
+     f"pages_filled_before_finish {d['pages_filled_before_finish']} > pages_filled {d['pages_filled']}")
+if early == "1":
+    want(d["pages_filled_before_finish"] > 0, "no page went in before the finish word")
+elif early == "0":
+    want(d["pages_filled_before_finish"] == 0,
+         f"{d['pages_filled_before_finish']} pages went in before the finish word without --fill-early")
 want(d["bytes"] == inst * 4096, f"bytes {d['bytes']} != {inst} installed pages * 4096")
 # The fault-lane and fill-chunk timings: counted, and their quantiles ordered.
 want(d["fault_messages"] == 0 or d["fault_waits"] > 0, f"{d['fault_messages']} fault messages but fault_waits {d['fault_waits']}")
@@ -144,7 +157,7 @@ if strict:
     want(all(v == 0 for v in d["events"].values()), f"events {d['events']} without events")
     want(d["pages_zero"] <= ck["hole_pages"], f"pages_zero {d['pages_zero']} > {ck['hole_pages']} never-dumped pages")
 print(f"  daemon: {d['lazy_pages']} lazy, {d['pages_faulted']} faulted, {d['pages_filled']} filled, "
-      f"{d['pages_zero']} zero, {d['pages_dropped']} dropped, {d['pages_orphaned']} orphaned, "
+      f"({d['pages_filled_before_finish']} before finish), {d['pages_zero']} zero, {d['pages_dropped']} dropped, {d['pages_orphaned']} orphaned, "
       f"{d['fork_pages']} fork pages, {d['eexist']} EEXIST, {d['fault_messages']} fault msgs, "
       f"events {d['events']}, forks {d['forks']}, {d['seconds_total']:.2f} s")
 for e in errs:
@@ -171,7 +184,7 @@ run_one() {
 	exec 8<>"$dir/status"
 	# shellcheck disable=SC2086
 	"$LP" daemon -D "$dir/img" -W "$wdir" --status-fd 3 --stats-file "$dir/daemon.json" ${DAEMON_ARGS:-} \
-		3>"$dir/status" 2>"$dir/daemon.log" &
+		"${D_ARGS[@]}" 3>"$dir/status" 2>"$dir/daemon.log" &
 	dpid=$!
 	if ! IFS= read -r -t 20 -d '' -n 1 x <&8 || [ -n "$x" ]; then
 		exec 8<&-
@@ -204,7 +217,7 @@ run_one() {
 		[ "$drc" = 0 ] || why="${why:+$why, }daemon exit $drc"
 		if [ -z "$why" ]; then
 			check_stats "$dir/daemon.json" "$dir/img/mkckpt.info" "$dir/lp-restore.json" \
-				"$STRICT" >"$dir/stats.out" 2>&1 || why="stats do not add up"
+				"$STRICT" "$EARLY" >"$dir/stats.out" 2>&1 || why="stats do not add up"
 		fi
 	else
 		[ $lrc -eq 0 ] || why="lp-restore exit $lrc"

@@ -85,7 +85,7 @@ struct opts {
 	bool no_lazy, shuffle, keep_socket, register_first, no_finish, no_verify, signals;
 	bool check_pattern, quiet, image_pids;
 	unsigned int threads, forks, fork_storm, event_count, events;
-	unsigned int register_delay_ms, late_delay_ms, timeout, touch_delay_us;
+	unsigned int register_delay_ms, late_delay_ms, timeout, touch_delay_us, finish_delay_ms;
 	enum order order;
 	double touch_fraction, write_fraction, modify_fraction;
 	uint64_t seed;
@@ -1818,6 +1818,8 @@ static void usage(FILE *f)
 		"      --register-first   register the VMAs before sending the uffd (CRIU sends\n"
 		"                         first and its restorer registers after)\n"
 		"      --register-delay MS  wait between sending the uffd and registering\n"
+		"      --finish-delay MS  wait between the last task's registration and the\n"
+		"                         finish word (what criu restore still has to do)\n"
 		"      --keep-socket      keep the socket open until the children finish\n"
 		"                         (default: close it right after the finish word, like\n"
 		"                         criu restore -d exiting)\n"
@@ -1918,6 +1920,7 @@ static int parse_opts(int argc, char **argv)
 		OPT_ORDER,
 		OPT_TOUCH,
 		OPT_LATE,
+		OPT_FINISH_DELAY,
 		OPT_DPID,
 		OPT_WRITE,
 		OPT_MODIFY,
@@ -1949,6 +1952,7 @@ static int parse_opts(int argc, char **argv)
 		{"order", required_argument, NULL, OPT_ORDER},
 		{"touch-fraction", required_argument, NULL, OPT_TOUCH},
 		{"late-delay", required_argument, NULL, OPT_LATE},
+		{"finish-delay", required_argument, NULL, OPT_FINISH_DELAY},
 		{"daemon-pid", required_argument, NULL, OPT_DPID},
 		{"write-fraction", required_argument, NULL, OPT_WRITE},
 		{"modify-fraction", required_argument, NULL, OPT_MODIFY},
@@ -2022,6 +2026,9 @@ static int parse_opts(int argc, char **argv)
 			break;
 		case OPT_TOUCH:
 			bad = parse_frac(optarg, &O.touch_fraction);
+			break;
+		case OPT_FINISH_DELAY:
+			bad = parse_u(optarg, &O.finish_delay_ms);
 			break;
 		case OPT_LATE:
 			bad = parse_u(optarg, &O.late_delay_ms);
@@ -2382,6 +2389,8 @@ static int run(void)
 	if (wret)
 		goto tasks_failed;
 	if (!O.no_lazy) {
+		if (O.finish_delay_ms)
+			sleep_ms(O.finish_delay_ms);
 		if (!O.no_finish && send_word(sk, (int32_t)RSTF, "the finish word (RSTF)")) {
 			result = EX_SETUP;
 			goto out;
