@@ -47,7 +47,7 @@ static void wake_loop(struct lp_session *s)
 static struct lp_proc *pick(struct lp_session *s, struct lp_proc **cursor, uint64_t *retry_ns)
 {
 	struct lp_proc *start = *cursor ? *cursor : s->procs, *p = start;
-	uint64_t now = (uint64_t)(lp_now() * 1e9);
+	uint64_t now = lp_now_ns();
 
 	if (!p)
 		return NULL;
@@ -83,8 +83,7 @@ static bool step_aside(struct lp_session *s, unsigned int idx)
 {
 	uint64_t last = __atomic_load_n(&s->away_fault_ns, __ATOMIC_RELAXED);
 
-	return idx && idx + 1 == s->cfg->fill_threads && last &&
-	       (uint64_t)(lp_now() * 1e9) - last < STEP_ASIDE_NS;
+	return idx && idx + 1 == s->cfg->fill_threads && last && lp_now_ns() - last < STEP_ASIDE_NS;
 }
 
 static void *worker(void *arg)
@@ -108,14 +107,14 @@ static void *worker(void *arg)
 
 		pthread_mutex_lock(&s->mu);
 		while (!s->stop && !(p = pick(s, &cursor, &retry_ns))) {
-			long wait = 20 * 1000 * 1000;
+			int64_t wait = 20 * 1000 * 1000;
 			struct timespec ts;
 
 			/* Nothing for workers: the loop thread may be able to finish. */
 			if (!retry_ns)
 				wake_loop(s);
-			else if ((int64_t)(retry_ns - (uint64_t)(lp_now() * 1e9)) < wait)
-				wait = (long)(retry_ns - (uint64_t)(lp_now() * 1e9));
+			else if ((int64_t)(retry_ns - lp_now_ns()) < wait)
+				wait = (int64_t)(retry_ns - lp_now_ns());
 			retry_ns = 0;
 			if (wait > 0) {
 				lp_deadline(&ts, wait);

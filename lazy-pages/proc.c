@@ -617,8 +617,7 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 		p->front = at_fill_front(p, page);
 		/* fill.c: while random faults come, one worker leaves its CPU to them */
 		if (!p->front && p->streams[k].win <= 1 && s->nr_workers)
-			__atomic_store_n(&s->away_fault_ns, (uint64_t)(lp_now() * 1e9),
-					 __ATOMIC_RELAXED);
+			__atomic_store_n(&s->away_fault_ns, lp_now_ns(), __ATOMIC_RELAXED);
 		if (s->cfg->record_ws)
 			lp_ws_add(&s->ws, p->pid, seg->img + (page - seg->start));
 		what = "copy for a fault";
@@ -1171,22 +1170,25 @@ static void chunk_ended(struct lp_proc *p)
 }
 
 /*
- * ENOENT at AT before the finish word: restore registers each VMA only once it is in its
- * final place, and workers start with the first uffd. Not an unmap (that is an event):
- * come back to AT in a while. Returns false after the finish word, when ENOENT means
- * what it does for a running process.
+ * ENOENT at AT before the finish word (--fill-early): restore registers each VMA only
+ * once it is in its final place. Not an unmap (that is an event): come back to AT in a
+ * while, and to the working-set entry PF_AT if the copy was one (else SIZE_MAX), so it
+ * stays first. Returns false after the finish word, when ENOENT means what it does for
+ * a running process.
  */
 #define NOT_REGISTERED_RETRY_NS (1000 * 1000)
 
-static bool not_registered_yet(struct lp_proc *p, uint64_t at)
+static bool not_registered_yet(struct lp_proc *p, uint64_t at, size_t pf_at)
 {
 	if (__atomic_load_n(&p->s->finished, __ATOMIC_ACQUIRE))
 		return false;
 	pthread_mutex_lock(&p->fill_mu);
 	if (p->fill_pos > at)
 		__atomic_store_n(&p->fill_pos, at, __ATOMIC_RELAXED);
+	if (p->prefetch_pos > pf_at)
+		p->prefetch_pos = pf_at;
 	pthread_mutex_unlock(&p->fill_mu);
-	__atomic_store_n(&p->fill_after_ns, (uint64_t)(lp_now() * 1e9) + NOT_REGISTERED_RETRY_NS,
+	__atomic_store_n(&p->fill_after_ns, lp_now_ns() + NOT_REGISTERED_RETRY_NS,
 			 __ATOMIC_RELAXED);
 	return true;
 }
@@ -1202,7 +1204,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	struct lp_uffd_res res;
 	uint64_t addr, nr;
 	struct lp_seg *seg;
-	size_t idx;
+	size_t idx, pf_at = SIZE_MAX;
 	bool found;
 	double t0;
 	int ret;
@@ -1229,14 +1231,7 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 					   s->cfg->inject, &res);
 			rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
 			STAT_ADD(s, pages_prefetched, res.copied / PG);
-			if (ret == -ENOENT &&
-			    not_registered_yet(p, addr + res.copied + res.eexist * PG)) {
-				pthread_mutex_lock(&p->fill_mu); /* the working set stays first */
-				if (p->prefetch_pos > at)
-					p->prefetch_pos = at;
-				pthread_mutex_unlock(&p->fill_mu);
-				ret = 0;
-			}
+			pf_at = at;
 			goto account;
 		}
 	}
@@ -1261,8 +1256,6 @@ long lp_proc_fill_worker(struct lp_proc *p, uint64_t max)
 	ret = lp_uffd_fill(p->uffd, addr, seg->data + (addr - seg->start), nr * PG, s->cfg->inject,
 			   &res);
 	rm_clear(&p->map, seg, addr, res.copied / PG + res.eexist);
-	if (ret == -ENOENT && not_registered_yet(p, addr + res.copied + res.eexist * PG))
-		ret = 0;
 	chunk_ended(p);
 account:
 	lp_hist_add(&s->st.fill_chunk, lp_now() - t0);
@@ -1273,13 +1266,17 @@ account:
 	case 0:
 	case -EAGAIN: /* the loop thread reads the event; the rest comes on the next pass */
 		break;
-	case -ENOENT:
-		__atomic_store_n(&p->unregistered, addr + res.copied + res.eexist * PG,
-				 __ATOMIC_RELEASE);
+	case -ENOENT: {
+		uint64_t at = addr + res.copied + res.eexist * PG;
+
+		if (not_registered_yet(p, at, pf_at))
+			break;
+		__atomic_store_n(&p->unregistered, at, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&p->fill_mu);
 		__atomic_store_n(&p->fill_pos, seg->end, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&p->fill_mu);
 		break;
+	}
 	case -ESRCH:
 		__atomic_store_n(&p->gone, true, __ATOMIC_RELEASE);
 		break;

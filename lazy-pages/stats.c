@@ -19,6 +19,14 @@ double lp_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+uint64_t lp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 void lp_deadline(struct timespec *ts, long ns)
 {
 	clock_gettime(CLOCK_REALTIME, ts);

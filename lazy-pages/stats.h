@@ -49,6 +49,7 @@ struct lp_stats {
 };
 
 double lp_now(void);
+uint64_t lp_now_ns(void); /* the same clock, in nanoseconds */
 /* *TS = CLOCK_REALTIME now + NS nanoseconds: a pthread_cond_timedwait() deadline. */
 void lp_deadline(struct timespec *ts, long ns);
 void lp_stats_print(const struct lp_stats *st, int level);
