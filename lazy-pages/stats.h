@@ -24,19 +24,20 @@ void lp_hist_add(struct lp_hist *h, double seconds);
 double lp_hist_pct(const struct lp_hist *h, double q);
 
 struct lp_stats {
-	uint64_t lazy_pages;	      /* missing when the processes arrived */
-	uint64_t fork_pages;	      /* inherited as missing by forked children */
-	uint64_t pages_faulted;	      /* installed to answer a fault */
-	uint64_t pages_filled;	      /* installed by the background fill */
-	uint64_t pages_prefetched;    /* of those, from the --prefetch working set */
-	uint64_t pages_before_finish; /* of those, in before the finish word */
-	uint64_t pages_zero;	      /* zero pages for addresses the images do not hold */
-	uint64_t pages_dropped;	      /* unmapped or discarded before we got to them */
-	uint64_t pages_orphaned;      /* left when their process exited */
-	uint64_t eexist;	      /* pages already there when we tried */
-	uint64_t bytes;		      /* image bytes installed */
-	uint64_t faults;	      /* fault messages read */
-	uint64_t faults_behind_fill;  /* uffd wake-ups a fill chunk answered before the read */
+	uint64_t lazy_pages;		  /* missing when the processes arrived */
+	uint64_t fork_pages;		  /* inherited as missing by forked children */
+	uint64_t pages_faulted;		  /* installed to answer a fault */
+	uint64_t pages_filled;		  /* installed by the background fill */
+	uint64_t pages_prefetched;	  /* of those, from the --prefetch working set */
+	uint64_t pages_before_finish;	  /* of those, in before the finish word */
+	uint64_t pages_zero;		  /* zero pages for addresses the images do not hold */
+	uint64_t pages_dropped;		  /* unmapped or discarded before we got to them */
+	uint64_t pages_orphaned;	  /* left when their process exited */
+	uint64_t eexist;		  /* pages already there when we tried */
+	uint64_t bytes;			  /* image bytes installed */
+	uint64_t faults;		  /* fault messages read */
+	uint64_t faults_behind_fill;	  /* uffd wake-ups a fill chunk answered before the read */
+	uint64_t nice_drops, nice_raises; /* fill workers to nice 19 for random faults, and back */
 	uint64_t ev_fork, ev_remap, ev_remove, ev_unmap;
 	uint32_t procs, zombies, forks, exited;
 	uint32_t ps_reconnects;	 /* page-server connections replaced */

@@ -129,6 +129,9 @@ if early == "1":
 elif early == "0":
     want(d["pages_filled_before_finish"] == 0,
          f"{d['pages_filled_before_finish']} pages went in before the finish word without --fill-early")
+# Fill threads go to nice 19 for random faults and come back: never back more often.
+nd, nr = d["fill_priority_drops"], d["fill_priority_raises"]
+want(0 <= nd - nr <= 8, f"fill threads went to nice 19 {nd} times but came back {nr} times")
 want(d["bytes"] == inst * 4096, f"bytes {d['bytes']} != {inst} installed pages * 4096")
 # The fault-lane and fill-chunk timings: counted, and their quantiles ordered.
 want(d["fault_messages"] == 0 or d["fault_waits"] > 0, f"{d['fault_messages']} fault messages but fault_waits {d['fault_waits']}")
