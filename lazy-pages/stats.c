@@ -142,9 +142,11 @@ void lp_stats_print(const struct lp_stats *st, int level)
 		log_printf(level, NULL, 0,
 			   "summary: fill chunks copied for %.3f s added up; %llu uffd wake-ups "
 			   "were answered by a fill chunk before the read; fill threads went to "
-			   "nice 19 for random faults %llu times and back %llu times",
+			   "nice 19 for random faults %llu times and back %llu times, and one "
+			   "kept its CPU awake for them for %.3f s",
 			   st->fill_chunk.sum_ns / 1e9, (unsigned long long)st->faults_behind_fill,
-			   (unsigned long long)st->nice_drops, (unsigned long long)st->nice_raises);
+			   (unsigned long long)st->nice_drops, (unsigned long long)st->nice_raises,
+			   st->standby_ns / 1e9);
 	if (st->t_resident > 0)
 		log_printf(level, NULL, 0,
 			   "summary: fully resident %.3f s after restore finished, %.3f s after "
@@ -185,6 +187,7 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		"  \"fault_wait_seconds\": %.6f,\n  \"fill_copy_seconds\": %.6f,\n"
 		"  \"wakeups_resolved_by_fill\": %llu,\n"
 		"  \"fill_priority_drops\": %llu,\n  \"fill_priority_raises\": %llu,\n"
+		"  \"fill_standby_seconds\": %.6f,\n"
 		"  \"seconds_to_resident_after_finish\": %.6f,\n"
 		"  \"seconds_to_resident_after_first_uffd\": %.6f,\n"
 		"  \"seconds_total\": %.6f,\n"
@@ -205,9 +208,9 @@ int lp_stats_write_json(const struct lp_stats *st, const char *path)
 		lp_hist_pct(&st->fill_chunk, 0.99), lp_hist_pct(&st->fill_chunk, 1),
 		st->fault_wait.sum_ns / 1e9, st->fill_chunk.sum_ns / 1e9,
 		(unsigned long long)st->faults_behind_fill, (unsigned long long)st->nice_drops,
-		(unsigned long long)st->nice_raises, since(st->t_resident, st->t_finished),
-		since(st->t_resident, st->t_first_uffd), since(lp_now(), st->t_start), cpu_user,
-		cpu_sys);
+		(unsigned long long)st->nice_raises, st->standby_ns / 1e9,
+		since(st->t_resident, st->t_finished), since(st->t_resident, st->t_first_uffd),
+		since(lp_now(), st->t_start), cpu_user, cpu_sys);
 	if (fclose(f)) {
 		int e = -errno;
 

@@ -38,6 +38,7 @@ struct lp_stats {
 	uint64_t faults;		  /* fault messages read */
 	uint64_t faults_behind_fill;	  /* uffd wake-ups a fill chunk answered before the read */
 	uint64_t nice_drops, nice_raises; /* fill workers to nice 19 for random faults, and back */
+	uint64_t standby_ns;		  /* a worker stepped aside kept its CPU awake (fill.c) */
 	uint64_t ev_fork, ev_remap, ev_remove, ev_unmap;
 	uint32_t procs, zombies, forks, exited;
 	uint32_t ps_reconnects;	 /* page-server connections replaced */

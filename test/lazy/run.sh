@@ -132,6 +132,9 @@ elif early == "0":
 # Fill threads go to nice 19 for random faults and come back: never back more often.
 nd, nr = d["fill_priority_drops"], d["fill_priority_raises"]
 want(0 <= nd - nr <= 8, f"fill threads went to nice 19 {nd} times but came back {nr} times")
+# One worker at most keeps its CPU awake for random faults, and never longer than the run.
+want(0 <= d["fill_standby_seconds"] <= d["seconds_total"],
+     f"fill_standby_seconds {d['fill_standby_seconds']} not within 0..seconds_total {d['seconds_total']}")
 want(d["bytes"] == inst * 4096, f"bytes {d['bytes']} != {inst} installed pages * 4096")
 # The fault-lane and fill-chunk timings: counted, and their quantiles ordered.
 want(d["fault_messages"] == 0 or d["fault_waits"] > 0, f"{d['fault_messages']} fault messages but fault_waits {d['fault_waits']}")
