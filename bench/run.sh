@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: run lp-bench against this tree's daemon, print the table, plot it.
-# BENCH_REPS (default 3): repetitions per size; the table shows medians.
+# BENCH_REPS (default 5): repetitions per size; the table shows medians (a shared
+# machine gives bimodal tails: one slow repetition in five moves no median).
 set -euo pipefail
 B=${1:-build}
 SIZES=${2:-64M,256M,1G,2G}
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${BENCH_OUT:-bench/out}") # absolute: the daemon chdirs to its work dir
 mkdir -p "$OUT"
 TMP=${BENCH_DIR:-/dev/shm/lp-bench.$$}
-"$B/lp-bench" --daemon "$PWD/$B/lazypages" --sizes "$SIZES" --reps "${BENCH_REPS:-3}" --dir "$TMP" --out "$OUT" \
+"$B/lp-bench" --daemon "$PWD/$B/lazypages" --sizes "$SIZES" --reps "${BENCH_REPS:-5}" --dir "$TMP" --out "$OUT" \
 	${BENCH_DAEMON_ARGS:+--daemon-args "$BENCH_DAEMON_ARGS"} | tee "$OUT/table.txt"
 if command -v gnuplot >/dev/null; then
 	gnuplot <<EOG
