@@ -580,6 +580,19 @@ static bool at_fill_front(struct lp_proc *p, uint64_t page)
 	return page + FILL_FRONT_BELOW >= pos && page < pos + FILL_FRONT_ABOVE;
 }
 
+/*
+ * A sequential reader has got ahead of the workers' cursor: they go on from the end of
+ * the window just installed for it, so that they copy ahead of it rather than behind.
+ * What they skip is picked up when they wrap around.
+ */
+static void fill_jump(struct lp_proc *p, uint64_t to)
+{
+	pthread_mutex_lock(&p->fill_mu);
+	if (to > p->fill_pos)
+		__atomic_store_n(&p->fill_pos, to, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&p->fill_mu);
+}
+
 static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 {
 	struct lp_session *s = p->s;
@@ -615,6 +628,8 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 
 		p->streams[k].next = page + n * PG;
 		p->front = at_fill_front(p, page);
+		if (p->streams[k].win > 1 && s->nr_workers)
+			fill_jump(p, page + n * PG);
 		/* fill.c: while random faults come, one worker leaves its CPU to them */
 		if (!p->front && p->streams[k].win <= 1 && s->nr_workers)
 			__atomic_store_n(&s->away_fault_ns, lp_now_ns(), __ATOMIC_RELAXED);
