@@ -130,8 +130,8 @@ static inline void cpu_relax(void)
  * halts, and waking a thread on a halted vCPU (the loop thread once a chunk ends and
  * the lock is free, or the faulting thread once its page is in) costs tens of µs in a
  * VM: the loop thread's wait for the lock had p50 32 µs with chunks of p50 4 µs.
- * bench/'s random-touch p99 with the fill running went from 106-184 µs to 33-110 µs
- * (docs/daemon.md). Without the right to leave SCHED_IDLE again (CAP_SYS_NICE or
+ * bench/'s random-touch p99 with the fill running went from 70-113 µs to 39-64 µs at
+ * 256 MiB and from 96-208 µs to 25-81 µs at 1 GiB (docs/daemon.md). Without the right to leave SCHED_IDLE again (CAP_SYS_NICE or
  * RLIMIT_NICE), the worker stays there and fills at that priority.
  */
 static void stand_by(struct lp_session *s, unsigned int idx, struct prio *pr)
