@@ -62,7 +62,8 @@ static void daemon_usage(FILE *f)
 		"                         restore finishes, then serve faults and fill the rest\n"
 		"      --busy-poll USEC   after activity, poll this long before the loop thread\n"
 		"                         sleeps: a fault that follows soon is served without a\n"
-		"                         wake-up (default 50; 0: off)\n"
+		"                         wake-up (default 50; 0: off, and no fill thread spins\n"
+		"                         to keep a CPU awake for random faults either)\n"
 		"      --no-supervise     no supervisor: if the serving process dies, pages still\n"
 		"                         missing become zero pages (criu lazy-pages behaviour)\n"
 		"      --page-server      fetch pages from a page server (--address, --port):\n"
@@ -571,6 +572,7 @@ int cmd_daemon(int argc, char **argv)
 		pr_err("--page-server needs --address and --port");
 		return 2;
 	}
+	d.o.cfg.spin = d.o.busy_poll_us > 0;
 	if (d.o.prefetch_file) {
 		if (lp_ws_load(&d.prefetch, d.o.prefetch_file))
 			return 1;

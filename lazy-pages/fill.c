@@ -131,7 +131,8 @@ static inline void cpu_relax(void)
  * the lock is free, or the faulting thread once its page is in) costs tens of µs in a
  * VM: the loop thread's wait for the lock had p50 32 µs with chunks of p50 4 µs.
  * bench/'s random-touch p99 with the fill running went from 70-113 µs to 39-64 µs at
- * 256 MiB and from 96-208 µs to 25-81 µs at 1 GiB (docs/daemon.md). Without the right to leave SCHED_IDLE again (CAP_SYS_NICE or
+ * 256 MiB and from 96-208 µs to 25-81 µs at 1 GiB (docs/daemon.md). --busy-poll 0
+ * turns this off with busy polling: the worker then sleeps in steps of 1 ms. Without the right to leave SCHED_IDLE again (CAP_SYS_NICE or
  * RLIMIT_NICE), the worker stays there and fills at that priority.
  */
 static void stand_by(struct lp_session *s, unsigned int idx, struct prio *pr)
@@ -139,8 +140,8 @@ static void stand_by(struct lp_session *s, unsigned int idx, struct prio *pr)
 	struct sched_param sp = {0};
 	uint64_t t0;
 
-	if (pr->idle || sched_setscheduler(0, SCHED_IDLE, &sp)) {
-		if (!pr->idle)
+	if (!s->cfg->spin || pr->idle || sched_setscheduler(0, SCHED_IDLE, &sp)) {
+		if (s->cfg->spin && !pr->idle)
 			pr_debug("SCHED_IDLE: %s", strerror(errno));
 		usleep(1000);
 		return;

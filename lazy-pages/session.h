@@ -55,7 +55,8 @@ struct lp_config {
 	unsigned int fill_threads; /* background fill threads; 0: the loop thread fills */
 	bool on_demand;		   /* no background fill: serve faults until the processes exit */
 	bool fill_early;	   /* workers start at the first uffd, not at the finish word */
-	const char *record_ws;	   /* write the faulted pages, in order, to this file */
+	bool spin; /* spend a CPU rather than sleep where a wake-up would cost a fault (--busy-poll) */
+	const char *record_ws;	      /* write the faulted pages, in order, to this file */
 	const struct lp_ws *prefetch; /* pages to install first, after the finish word */
 };
 

@@ -24,16 +24,17 @@ MK=$B/mkckpt
 LR=$B/lp-restore
 TMO=${LAZY_TIMEOUT:-120}
 
-ALL_SCENARIOS="single threads procs zombies many-vmas v42 img-v1 background events-dontneed
+ALL_SCENARIOS="single threads procs zombies many-vmas v42 img-v1 background no-spin events-dontneed
 events-mremap events-munmap events-grow events-all fork fork-quiet fork-storm signals
 register-first register-delay early-fill late-fill keep-socket workdir stress no-finish big"
 DEFAULT_SCENARIOS=${ALL_SCENARIOS% big}
 
 # scenario NAME: sets MK_ARGS, LR_ARGS, STRICT (no events/forks: exact accounting),
 # EXPECT_DAEMON (exit status the daemon must have), BG (lp-restore waits for the daemon),
-# D_ARGS (daemon options), EARLY (1: some pages must go in before the finish word, 0: none).
+# D_ARGS (daemon options), EARLY (1: some pages must go in before the finish word, 0: none),
+# SPIN (0: no fill thread may spin for random faults).
 scenario() {
-	MK_ARGS=() LR_ARGS=() STRICT=1 EXPECT_DAEMON=0 BG=0 EXPECT_LOG= WORK= D_ARGS=() EARLY=
+	MK_ARGS=() LR_ARGS=() STRICT=1 EXPECT_DAEMON=0 BG=0 EXPECT_LOG= WORK= D_ARGS=() EARLY= SPIN=
 	case $1 in
 	single) MK_ARGS=(--procs 1 --threads 1) LR_ARGS=(--threads 1 --order seq) ;;
 	threads) MK_ARGS=(--threads 4 --size 32M)
@@ -44,6 +45,9 @@ scenario() {
 	v42) MK_ARGS=(--encoding v42 --procs 2) LR_ARGS=(--threads 2) ;;
 	img-v1) MK_ARGS=(--img-version 1 --encoding both) LR_ARGS=() ;;
 	background) MK_ARGS=(--size 64M --procs 2) LR_ARGS=(--touch-fraction 0.05 --threads 2) BG=1 ;;
+	# random faults while the fill runs, and --busy-poll 0: no fill thread spins for them
+	no-spin) MK_ARGS=(--size 128M) LR_ARGS=(--touch-fraction 0.3 --threads 2 --order rand) BG=1
+		D_ARGS=(--busy-poll 0) SPIN=0 ;;
 	# Big enough that the daemon is still filling while the events and forks happen.
 	events-dontneed) MK_ARGS=(--size 128M) LR_ARGS=(--events dontneed --event-count 8 --threads 2) STRICT=0 ;;
 	events-mremap) MK_ARGS=(--size 128M) LR_ARGS=(--events mremap --event-count 8 --threads 2) STRICT=0 ;;
@@ -102,7 +106,7 @@ fails=0 passed=0 skipped=0 failed=()
 check_stats() {
 	python3 - "$@" <<'EOF'
 import json, sys
-dj, info, lj, strict, early = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]
+dj, info, lj, strict, early, spin = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5], sys.argv[6]
 d = json.load(open(dj))
 lr = json.load(open(lj))
 ck = {}
@@ -135,6 +139,9 @@ want(0 <= nd - nr <= 8, f"fill threads went to nice 19 {nd} times but came back 
 # One worker at most keeps its CPU awake for random faults, and never longer than the run.
 want(0 <= d["fill_standby_seconds"] <= d["seconds_total"],
      f"fill_standby_seconds {d['fill_standby_seconds']} not within 0..seconds_total {d['seconds_total']}")
+if spin == "0":
+    want(d["fill_standby_seconds"] == 0,
+         f"a fill thread spun for {d['fill_standby_seconds']} s with --busy-poll 0")
 want(d["bytes"] == inst * 4096, f"bytes {d['bytes']} != {inst} installed pages * 4096")
 # The fault-lane and fill-chunk timings: counted, and their quantiles ordered.
 want(d["fault_messages"] == 0 or d["fault_waits"] > 0, f"{d['fault_messages']} fault messages but fault_waits {d['fault_waits']}")
@@ -223,7 +230,7 @@ run_one() {
 		[ "$drc" = 0 ] || why="${why:+$why, }daemon exit $drc"
 		if [ -z "$why" ]; then
 			check_stats "$dir/daemon.json" "$dir/img/mkckpt.info" "$dir/lp-restore.json" \
-				"$STRICT" "$EARLY" >"$dir/stats.out" 2>&1 || why="stats do not add up"
+				"$STRICT" "$EARLY" "$SPIN" >"$dir/stats.out" 2>&1 || why="stats do not add up"
 		fi
 	else
 		[ $lrc -eq 0 ] || why="lp-restore exit $lrc"
