@@ -132,8 +132,9 @@ static inline void cpu_relax(void)
  * VM: the loop thread's wait for the lock had p50 32 µs with chunks of p50 4 µs.
  * bench/'s random-touch p99 with the fill running went from 70-113 µs to 39-64 µs at
  * 256 MiB and from 96-208 µs to 25-81 µs at 1 GiB (docs/daemon.md). --busy-poll 0
- * turns this off with busy polling: the worker then sleeps in steps of 1 ms. Without the right to leave SCHED_IDLE again (CAP_SYS_NICE or
- * RLIMIT_NICE), the worker stays there and fills at that priority.
+ * turns this off with busy polling: the worker then sleeps in steps of 1 ms. Without
+ * the right to leave SCHED_IDLE again (CAP_SYS_NICE or RLIMIT_NICE), the worker stays
+ * there and fills at that priority.
  */
 static void stand_by(struct lp_session *s, unsigned int idx, struct prio *pr)
 {
