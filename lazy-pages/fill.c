@@ -49,9 +49,9 @@ static bool random_faults(struct lp_session *s)
 	return last && lp_now_ns() - last < FAULTS_RECENT_NS;
 }
 
-static void follow_faults(struct lp_session *s, struct prio *pr)
+static void follow_faults(struct lp_session *s, struct prio *pr, bool random)
 {
-	bool high = !pr->stuck && !random_faults(s);
+	bool high = !pr->stuck && !random;
 	int nice = high ? pr->base : 19;
 
 	if (high == pr->high)
@@ -63,7 +63,10 @@ static void follow_faults(struct lp_session *s, struct prio *pr)
 		return;
 	}
 	pr->high = high;
-	__atomic_add_fetch(high ? &s->st.nice_raises : &s->st.nice_drops, 1, __ATOMIC_RELAXED);
+	if (high)
+		STAT_ADD(s, nice_raises, 1);
+	else
+		STAT_ADD(s, nice_drops, 1);
 }
 
 static void wake_loop(struct lp_session *s)
@@ -106,13 +109,13 @@ static struct lp_proc *pick(struct lp_session *s, struct lp_proc **cursor, uint6
  * With a worker on every CPU, a thread that faults at random and the loop thread that
  * serves it preempt workers holding the process's read lock, and the next fault waits
  * for them: bench/'s random-touch p99 with the fill running went from about 120 µs to
- * 400-2000 µs. So while such faults come, the last worker leaves its CPU to them.
- * Faults at the fill's front or continuing a sequential stream (a reader going through
- * memory) do not count: there every worker helps (docs/daemon.md).
+ * 400-2000 µs. So while such faults come (random_faults()), the last worker leaves
+ * its CPU to them. Faults at the fill's front or continuing a sequential stream (a
+ * reader going through memory) do not count: there every worker helps (docs/daemon.md).
  */
-static bool step_aside(struct lp_session *s, unsigned int idx)
+static bool steps_aside(const struct lp_session *s, unsigned int idx)
 {
-	return idx && idx + 1 == s->cfg->fill_threads && random_faults(s);
+	return idx && idx + 1 == s->cfg->fill_threads;
 }
 
 static inline void cpu_relax(void)
@@ -136,7 +139,7 @@ static inline void cpu_relax(void)
  * the right to leave SCHED_IDLE again (CAP_SYS_NICE or RLIMIT_NICE), the worker stays
  * there and fills at that priority.
  */
-static void stand_by(struct lp_session *s, unsigned int idx, struct prio *pr)
+static void stand_by(struct lp_session *s, struct prio *pr)
 {
 	struct sched_param sp = {0};
 	uint64_t t0;
@@ -148,9 +151,9 @@ static void stand_by(struct lp_session *s, unsigned int idx, struct prio *pr)
 		return;
 	}
 	t0 = lp_now_ns();
-	while (step_aside(s, idx) && !__atomic_load_n(&s->stop, __ATOMIC_RELAXED))
+	while (random_faults(s) && !__atomic_load_n(&s->stop, __ATOMIC_RELAXED))
 		cpu_relax();
-	__atomic_add_fetch(&s->st.standby_ns, lp_now_ns() - t0, __ATOMIC_RELAXED);
+	STAT_ADD(s, standby_ns, lp_now_ns() - t0);
 	if (sched_setscheduler(0, SCHED_OTHER, &sp)) {
 		pr_debug("back to SCHED_OTHER: %s", strerror(errno));
 		pr->idle = true;
@@ -173,13 +176,15 @@ static void *worker(void *arg)
 	for (;;) {
 		struct lp_proc *p = NULL;
 		uint64_t chunk, retry_ns = 0;
+		bool random;
 		long n;
 
-		follow_faults(s, &pr);
-		if (step_aside(s, idx)) {
+		random = random_faults(s);
+		follow_faults(s, &pr, random);
+		if (random && steps_aside(s, idx)) {
 			if (__atomic_load_n(&s->stop, __ATOMIC_RELAXED))
 				break;
-			stand_by(s, idx, &pr);
+			stand_by(s, &pr);
 			continue;
 		}
 

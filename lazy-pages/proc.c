@@ -28,9 +28,6 @@
 
 #define PG LP_PAGE_SIZE
 
-/* Counters that fill workers update too. */
-#define STAT_ADD(s, field, v) __atomic_fetch_add(&(s)->st.field, (v), __ATOMIC_RELAXED)
-
 #define proc_err(p, fmt, ...)  pr_err("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
 #define proc_warn(p, fmt, ...) pr_warn("pid %u (uffd %d): " fmt, (p)->pid, (p)->uffd, ##__VA_ARGS__)
 #define proc_debug(p, fmt, ...) \
@@ -587,6 +584,8 @@ static bool at_fill_front(struct lp_proc *p, uint64_t page)
  */
 static void fill_jump(struct lp_proc *p, uint64_t to)
 {
+	if (to <= __atomic_load_n(&p->fill_pos, __ATOMIC_RELAXED))
+		return; /* not ahead of the workers: no lock needed */
 	pthread_mutex_lock(&p->fill_mu);
 	if (to > p->fill_pos)
 		__atomic_store_n(&p->fill_pos, to, __ATOMIC_RELAXED);
@@ -628,10 +627,10 @@ static void serve_fault(struct lp_proc *p, uint64_t addr, bool write)
 
 		p->streams[k].next = page + n * PG;
 		p->front = at_fill_front(p, page);
-		if (p->streams[k].win > 1 && s->nr_workers)
+		if (s->nr_workers && p->streams[k].win > 1)
 			fill_jump(p, page + n * PG);
-		/* fill.c: while random faults come, one worker leaves its CPU to them */
-		if (!p->front && p->streams[k].win <= 1 && s->nr_workers)
+		else if (s->nr_workers && !p->front)
+			/* fill.c: while random faults come, workers make way for them */
 			__atomic_store_n(&s->away_fault_ns, lp_now_ns(), __ATOMIC_RELAXED);
 		if (s->cfg->record_ws)
 			lp_ws_add(&s->ws, p->pid, seg->img + (page - seg->start));

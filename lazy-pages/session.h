@@ -176,6 +176,9 @@ struct lp_session {
 	int error; /* first fatal error, -errno */
 };
 
+/* Add to a session counter that the loop thread and the fill workers both update. */
+#define STAT_ADD(s, field, v) __atomic_fetch_add(&(s)->st.field, (v), __ATOMIC_RELAXED)
+
 int lp_session_init(struct lp_session *s, const struct lp_config *cfg, const struct lp_images *im,
 		    const struct lp_pstree *pt, int epfd, int conn);
 void lp_session_fini(struct lp_session *s);
