@@ -618,12 +618,13 @@ int main(int argc, char **argv)
 		case 'O':
 			for (char *t = strtok_r(optarg, ",", &save); t;
 			     t = strtok_r(NULL, ",", &save)) {
-				int e;
+				unsigned int got = 0;
 
-				for (e = 0; e <= EXP_NR; e++)
+				for (int e = 0; e <= EXP_NR; e++)
 					if (!strcmp(t, exp_names[e]))
-						o.only |= 1u << e;
-				if (!o.only) {
+						got |= 1u << e;
+				o.only |= got;
+				if (!got) {
 					fprintf(stderr,
 						"bench: --only: no experiment called '%s'\n", t);
 					return 2;
