@@ -11,20 +11,17 @@
 #include "pagemap.h"
 #include "stats.h"
 
-double lp_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 uint64_t lp_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+double lp_now(void)
+{
+	return lp_now_ns() / 1e9;
 }
 
 void lp_deadline(struct timespec *ts, long ns)
