@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -166,7 +167,10 @@ static void *worker(void *arg)
 	struct lp_proc *cursor = NULL;
 	unsigned int idx = __atomic_fetch_add(&s->worker_seq, 1, __ATOMIC_RELAXED);
 	struct prio pr = {0};
+	char name[16];
 
+	snprintf(name, sizeof(name), "lp-fill/%u", idx);
+	pthread_setname_np(pthread_self(), name); /* for top -H, ps -L, perf */
 	errno = 0;
 	pr.base = getpriority(PRIO_PROCESS, (id_t)gettid());
 	if (errno)

@@ -48,6 +48,7 @@ static void *warm_thread(void *arg)
 {
 	struct lp_warm *w = arg;
 
+	pthread_setname_np(pthread_self(), "lp-warm");
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		struct lp_warm_job j;
