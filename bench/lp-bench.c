@@ -630,7 +630,6 @@ int main(int argc, char **argv)
 					return 2;
 				}
 			}
-			save = NULL;
 			break;
 		case 'h':
 			usage(stdout);
