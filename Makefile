@@ -100,8 +100,13 @@ check:
 	$(MAKE) SAN=1 all
 	PLAIN_B=build test/run.sh build-san
 
+# lazy-pages/criu-wrapper.sh becomes $(LIBDIR)/lazypages/criu: criu with lazy-pages and
+# page-server --lazy-pages served by lazypages (zdtm.py --criu-bin, PATH).
 install: all
 	install -D -m 0755 $(LAZYPAGES) $(DESTDIR)$(BINDIR)/lazypages
+	install -d $(DESTDIR)$(LIBDIR)/lazypages
+	sed 's|@LP_BINDIR@|$(BINDIR)|' lazy-pages/criu-wrapper.sh >$(DESTDIR)$(LIBDIR)/lazypages/criu
+	chmod 0755 $(DESTDIR)$(LIBDIR)/lazypages/criu
 	$(INSTALL_EXTRA)
 
 clean:

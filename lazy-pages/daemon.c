@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "criu-opts.h"
 #include "daemon.h"
 #include "log.h"
 #include "service.h"
@@ -76,7 +77,7 @@ static void daemon_usage(FILE *f)
 		"                         restored processes are killed, never left on zero pages\n"
 		"      --ps-stall SEC     replies due and nothing received for SEC seconds counts as\n"
 		"                         a lost connection (default 10; 0: never)\n" LP_TLS_USAGE
-		"      --no-default-config  accepted for CRIU compatibility\n\n"
+		"CRIU's other options (--shell-job, --timeout N, ...) are accepted and ignored.\n\n"
 		"Exit status: 0 when every lazy page was delivered (or its process exited),\n"
 		"1 on a fatal error (the message names the pid, address and cause), 2 on bad usage.\n");
 }
@@ -128,8 +129,6 @@ enum {
 	OPT_PS_DEADLINE,
 	OPT_PS_STALL,
 	OPT_BUSY_POLL,
-	OPT_IGNORED,
-	OPT_IGNORED_ARG,
 };
 
 static int parse_opts(int argc, char **argv, struct daemon_opts *o)
@@ -157,12 +156,8 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{"help", no_argument, NULL, 'h'},
 		/* CRIU options that mean nothing to the lazy-pages daemon */
-		{"no-default-config", no_argument, NULL, OPT_IGNORED},
-		{"lazy-pages", no_argument, NULL, OPT_IGNORED},
-		{"shell-job", no_argument, NULL, OPT_IGNORED},
-		{"restore-detached", no_argument, NULL, OPT_IGNORED},
-		{"config", required_argument, NULL, OPT_IGNORED_ARG},
-		{"root", required_argument, NULL, OPT_IGNORED_ARG},
+		{"lazy-pages", no_argument, NULL, LP_OPT_CRIU_IGNORED},
+		LP_CRIU_IGNORED_LONG_OPTIONS,
 		{},
 	};
 	int c, idx;
@@ -189,12 +184,14 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 		o->cfg.fill_threads = n > 1 ? (n > 8 ? 8 : n) : 1;
 	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h", opts, &idx)) != -1) {
+	for (idx = -1; (c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h" LP_CRIU_IGNORED_SHORT,
+					opts, &idx)) != -1;
+	     idx = -1) {
 		int taken = lp_svc_opt(&o->svc, c, optarg);
 
 		if (taken < 0)
 			return taken;
-		if (taken)
+		if (taken || lp_svc_ignore(&o->svc, opts, idx, c))
 			continue;
 		switch (c) {
 		case OPT_STATS_FILE:
@@ -288,9 +285,6 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o)
 				fprintf(stderr, "lazypages: --inject-bug knows only 'dontwake'\n");
 				return -EINVAL;
 			}
-			break;
-		case OPT_IGNORED:
-		case OPT_IGNORED_ARG:
 			break;
 		case 'h':
 			daemon_usage(stdout);
@@ -578,25 +572,22 @@ int cmd_daemon(int argc, char **argv)
 			return 1;
 		d.o.cfg.prefetch = &d.prefetch;
 	}
+	/* As CRIU: the log opens in the work dir before the images are read, so it says
+	 * what is wrong with them. */
+	ret = lp_svc_enter(&d.o.svc);
+	if (ret) {
+		lp_ws_free(&d.prefetch);
+		log_close();
+		return 1;
+	}
 	if (lp_images_open(&d.im, d.o.svc.images_dir)) {
 		lp_ws_free(&d.prefetch);
+		log_close();
 		return 1;
 	}
 	if (lp_pstree_load(&d.im, &d.pt)) {
 		ret = -EINVAL;
 		goto out;
-	}
-	if (chdir(d.o.svc.work_dir)) {
-		pr_perror("cannot use work dir %s", d.o.svc.work_dir);
-		ret = -errno;
-		goto out;
-	}
-	if (d.o.svc.log_file) {
-		ret = log_open_file(d.o.svc.log_file);
-		if (ret) {
-			pr_err("cannot open log file %s: %s", d.o.svc.log_file, strerror(-ret));
-			goto out;
-		}
 	}
 	signal(SIGPIPE, SIG_IGN);
 	ret = listen_socket(&d);

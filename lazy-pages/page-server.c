@@ -27,6 +27,7 @@
 
 #include "cli.h"
 #include "conn.h"
+#include "criu-opts.h"
 #include "log.h"
 #include "service.h"
 #include "ps-proto.h"
@@ -129,7 +130,7 @@ static void ps_usage(FILE *f)
 		"      --pidfile FILE     with -d: write the server's pid here\n"
 		"  -o, --log-file FILE    log here instead of stderr\n"
 		"  -v[N], --verbosity N   log level 0..4; default 2\n" LP_TLS_USAGE
-		"      --no-default-config  accepted for CRIU compatibility\n\n"
+		"CRIU's other options (--shell-job, --timeout N, ...) are accepted and ignored.\n\n"
 		"Exit status: 0 after SIGTERM/SIGINT (or, with --single, after a clean session),\n"
 		"1 on errors, 2 on bad usage.\n",
 		PS_MAX_SESSIONS);
@@ -143,8 +144,6 @@ enum {
 	OPT_PS_SOCKET,
 	OPT_PS_HEADER,
 	OPT_MAX_SESSIONS,
-	OPT_IGNORED,
-	OPT_IGNORED_ARG,
 };
 
 static int parse_int(const char *s, long lo, long hi, int *out)
@@ -173,8 +172,7 @@ static int parse_opts(int argc, char **argv, struct ps_opts *o)
 		{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
 		{"help", no_argument, NULL, 'h'},
 		LP_TLS_LONG_OPTIONS,
-		{"no-default-config", no_argument, NULL, OPT_IGNORED},
-		{"config", required_argument, NULL, OPT_IGNORED_ARG},
+		LP_CRIU_IGNORED_LONG_OPTIONS,
 		{},
 	};
 	int c, idx, v;
@@ -185,12 +183,14 @@ static int parse_opts(int argc, char **argv, struct ps_opts *o)
 	o->hdr_size = PS_HDR_DEFAULT;
 	o->max_sessions = PS_MAX_SESSIONS;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h", opts, &idx)) != -1) {
+	for (idx = -1; (c = getopt_long(argc, argv, LP_SVC_SHORT_OPTIONS "h" LP_CRIU_IGNORED_SHORT,
+					opts, &idx)) != -1;
+	     idx = -1) {
 		int taken = lp_svc_opt(&o->svc, c, optarg);
 
 		if (taken < 0)
 			return taken;
-		if (taken || lp_tls_opt(&o->tls, c, optarg))
+		if (taken || lp_tls_opt(&o->tls, c, optarg) || lp_svc_ignore(&o->svc, opts, idx, c))
 			continue;
 		switch (c) {
 		case OPT_ADDRESS:
@@ -231,9 +231,6 @@ static int parse_opts(int argc, char **argv, struct ps_opts *o)
 				return -EINVAL;
 			}
 			o->max_sessions = v;
-			break;
-		case OPT_IGNORED:
-		case OPT_IGNORED_ARG:
 			break;
 		case 'h':
 			ps_usage(stdout);
@@ -746,20 +743,13 @@ int cmd_page_server(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &srv.o))
 		return 2;
-	if (lp_images_open(&srv.im, srv.o.svc.images_dir))
+	if (lp_svc_enter(&srv.o.svc)) {
+		log_close();
 		return 1;
-	/* The images stay reachable through their directory fd. */
-	if (chdir(srv.o.svc.work_dir)) {
-		ret = -errno;
-		pr_perror("cannot use work dir %s", srv.o.svc.work_dir);
-		goto out;
 	}
-	if (srv.o.svc.log_file) {
-		ret = log_open_file(srv.o.svc.log_file);
-		if (ret) {
-			pr_err("cannot open log file %s: %s", srv.o.svc.log_file, strerror(-ret));
-			goto out;
-		}
+	if (lp_images_open(&srv.im, srv.o.svc.images_dir)) {
+		log_close();
+		return 1;
 	}
 	ret = lp_pstree_load(&srv.im, &srv.pt);
 	if (!ret)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "criu-opts.h"
 #include "log.h"
 #include "service.h"
 
@@ -58,12 +59,65 @@ int lp_svc_opt(struct lp_svc_opts *o, int c, const char *arg)
 	return 0;
 }
 
+bool lp_svc_ignore(struct lp_svc_opts *o, const struct option *longopts, int idx, int c)
+{
+	char name[64];
+	size_t len = strlen(o->ignored);
+
+	if (c == LP_OPT_CRIU_IGNORED && idx >= 0)
+		snprintf(name, sizeof(name), " --%s", longopts[idx].name);
+	else if (c > 0 && c < 128 && c != ':' && strchr(LP_CRIU_IGNORED_SHORT, c))
+		snprintf(name, sizeof(name), " -%c", c);
+	else
+		return false;
+	if (strstr(o->ignored, name))
+		return true;
+	if (len + strlen(name) < sizeof(o->ignored) - 4)
+		strcat(o->ignored, name);
+	else if (!strstr(o->ignored, " ..."))
+		strcat(o->ignored, " ...");
+	return true;
+}
+
+void lp_svc_log_ignored(const struct lp_svc_opts *o)
+{
+	if (o->ignored[0])
+		pr_info("CRIU options that do not apply here, ignored:%s", o->ignored);
+}
+
 void lp_svc_opts_finish(struct lp_svc_opts *o)
 {
 	if (!o->images_dir)
 		o->images_dir = ".";
 	if (!o->work_dir)
 		o->work_dir = o->images_dir;
+}
+
+int lp_svc_enter(struct lp_svc_opts *o)
+{
+	int ret;
+
+	/* After the chdir a relative -D would name another directory. */
+	bool abs = realpath(o->images_dir, o->images_abs) != NULL;
+
+	if (chdir(o->work_dir)) {
+		ret = -errno;
+		pr_perror("cannot use work dir %s", o->work_dir);
+		return ret;
+	}
+	if (o->log_file) {
+		ret = log_open_file(o->log_file);
+		if (ret) {
+			pr_err("cannot open log file %s (in %s): %s", o->log_file, o->work_dir,
+			       strerror(-ret));
+			return ret;
+		}
+	}
+	lp_svc_log_ignored(o);
+	/* One that cannot be resolved keeps its name, and opening it says why it fails. */
+	if (abs)
+		o->images_dir = o->images_abs;
+	return 0;
 }
 
 int lp_detach(const char *pidfile, bool keep_stderr)

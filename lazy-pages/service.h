@@ -4,6 +4,7 @@
 #define LP_SERVICE_H
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 
 /* The options every long-running command takes, as CRIU's: -D -W -o -v -d --pidfile --status-fd. */
@@ -14,6 +15,8 @@ struct lp_svc_opts {
 	const char *pidfile;
 	int status_fd; /* -1: none */
 	bool daemonize;
+	char ignored[256];	   /* CRIU options taken and ignored (criu-opts.h), for the log */
+	char images_abs[PATH_MAX]; /* images_dir made absolute by lp_svc_enter() */
 };
 
 enum { LP_OPT_STATUS_FD = 900, LP_OPT_PIDFILE };
@@ -35,8 +38,21 @@ void lp_svc_opts_init(struct lp_svc_opts *o);
  * is not one of them, -EINVAL for a bad value (said on stderr).
  */
 int lp_svc_opt(struct lp_svc_opts *o, int c, const char *arg);
+/*
+ * Option C from getopt_long (LONGOPTS[IDX] its entry, IDX < 0 for a short one): if it is
+ * one of CRIU's options that do not apply (criu-opts.h), remember its name for
+ * lp_svc_log_ignored() and return true.
+ */
+bool lp_svc_ignore(struct lp_svc_opts *o, const struct option *longopts, int idx, int c);
+/* Say in the log which CRIU options were ignored, if any (once the log is open). */
+void lp_svc_log_ignored(const struct lp_svc_opts *o);
 /* After parsing: -D defaults to ".", -W to the images dir. */
 void lp_svc_opts_finish(struct lp_svc_opts *o);
+/*
+ * Start the CRIU way: make the images dir absolute, chdir to the work dir, open the log
+ * there (-o), and name the ignored CRIU options in it. 0 or -errno (said on stderr).
+ */
+int lp_svc_enter(struct lp_svc_opts *o);
 
 /*
  * -d: fork; the parent writes PIDFILE (if any) with the child's pid and exits 0; the
