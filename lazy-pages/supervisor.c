@@ -133,6 +133,8 @@ static pid_t start_server(struct lp_daemon *d, int conn, struct lp_journal *j, i
 	}
 	if (pid < 0)
 		pr_perror("fork");
+	else
+		pr_info("serving process %d started", pid);
 	return pid;
 }
 

@@ -28,10 +28,17 @@ for r in $(seq 1 "$ROUNDS"); do
 	while kill -0 $rp 2>/dev/null && [ $kills -lt 6 ]; do
 		sleep "0.0$((RANDOM % 6 + 2))"
 		[ -e "$work/img/FORKING" ] && continue # see lp-crashtest.c
-		# The server is ending normally: the supervisor's next child may be LeakSanitizer's
-		# tracer at its exit (make SAN=1), and killing that hangs the supervisor.
-		grep -q '^summary:' "$log" 2>/dev/null && break
-		if [ $control -eq 1 ]; then srv=$sup; else srv=$(pgrep -P $sup | head -1); fi
+		grep -q '^summary:' "$log" 2>/dev/null && break # the server is ending normally
+		# The serving process the supervisor last started (it logs each one), and only
+		# while it is the supervisor's child: any other child, such as LeakSanitizer's
+		# tracer at the supervisor's exit (make SAN=1), is not ours to kill (that hangs
+		# the supervisor).
+		if [ $control -eq 1 ]; then
+			srv=$sup
+		else
+			srv=$(sed -n 's/.*supervisor: serving process \([0-9]*\) started$/\1/p' "$log" | tail -n 1)
+			[ -n "$srv" ] && [ "$(awk '/^PPid:/ { print $2 }' "/proc/$srv/status" 2>/dev/null)" = "$sup" ] || srv=
+		fi
 		[ -n "$srv" ] && kill -KILL "$srv" 2>/dev/null && kills=$((kills + 1))
 	done
 	wait $rp; rrc=$?
