@@ -6,13 +6,17 @@
 # Installed as $(PREFIX)/lib/lazypages/criu (make install), in a directory of its own, for
 # tools that run criu by path or from PATH and start `criu lazy-pages` themselves:
 #
-#   zdtm.py --lazy-pages --criu-bin /usr/local/lib/lazypages/criu ...
+#   zdtm.py run --lazy-pages --criu-bin /usr/local/lib/lazypages/criu ...
 #   PATH=/usr/local/lib/lazypages:$PATH some-migration-script
 #
 #   criu lazy-pages ARGS                  lazypages lazy-pages ARGS
 #   criu page-server ARGS (--lazy-pages)  lazypages page-server --single ARGS: one session,
 #                                         then exit, as CRIU's does (zdtm waits for that)
 #   criu anything else                    the real criu, unchanged
+#
+# Both ends of the page-server protocol get --ps-header 24 or 32 as the real criu's
+# version (criu --version) says, unless given one: CRIU >= 4.2 speaks 32-byte headers,
+# so lazy migration from its `criu dump --lazy-pages` needs them (zdtm --lazy-migrate).
 #
 # LAZYPAGES_BIN       the lazypages binary (default: the one make install put in
 #                     $(BINDIR), else lazypages on PATH)
@@ -69,8 +73,19 @@ takes_value() {
 	return 1
 }
 
-# Find the command and whether --lazy-pages is among the options.
-cmd="" lazy=0 skip=0 pos=0 cmdpos=0
+# CRIU 4.2 widened the page-server header from 24 to 32 bytes, and the protocol has no
+# version negotiation: speak the layout of the criu installed here (lazypages --ps-header).
+ps_header() {
+	# shellcheck disable=SC2046 # "MAJOR MINOR" split on purpose
+	set -- $("$(real_criu)" --version 2>/dev/null |
+		sed -n 's/^Version: *\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p')
+	[ $# = 2 ] || return 0
+	if [ "$1" -gt 4 ] || { [ "$1" = 4 ] && [ "$2" -ge 2 ]; }; then echo 32; else echo 24; fi
+}
+
+# Find the command and whether --lazy-pages, --page-server and --ps-header are among the
+# options.
+cmd="" lazy=0 remote=0 hdr=0 skip=0 pos=0 cmdpos=0
 for a in "$@"; do
 	pos=$((pos + 1))
 	if [ $skip = 1 ]; then
@@ -80,6 +95,8 @@ for a in "$@"; do
 	case $a in
 	--) break ;;
 	--lazy-pages) lazy=1 ;;
+	--page-server) remote=1 ;;
+	--ps-header | --ps-header=*) hdr=1 ;;
 	-*) takes_value "$a" && skip=1 ;;
 	*) if [ -z "$cmd" ]; then cmd=$a cmdpos=$pos; fi ;;
 	esac
@@ -100,6 +117,10 @@ for a in "$@"; do
 done
 
 lp=$(lazypages_bin)
+if [ $hdr = 0 ] && { [ "$cmd" = page-server ] || [ $remote = 1 ]; }; then
+	h=$(ps_header)
+	[ -z "$h" ] || set -- --ps-header "$h" "$@"
+fi
 if [ "$cmd" = page-server ]; then
 	exec "$lp" page-server --single "$@"
 fi

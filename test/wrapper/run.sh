@@ -118,6 +118,24 @@ PATH="$work/bin:$work/real:$PATH" "$work/bin/criu" --version >/dev/null
 check dispatch "without LAZYPAGES_REAL_CRIU: the next criu on PATH, not the wrapper itself" \
 	test "$(tail -n 1 "$work/real.args")" = --version
 
+# The page-server header follows the real criu's version (4.2 made it 32 bytes).
+printf '#!/bin/sh\necho "Version: $FAKE_VERSION"\n' >"$work/real/criu-version"
+printf '#!/bin/sh\nprintf "%%s\\n" "$*"\n' >"$work/lp-args"
+chmod +x "$work/real/criu-version" "$work/lp-args"
+hdr() { # VERSION ARGS...: what lazypages is given
+	FAKE_VERSION=$1 LAZYPAGES_REAL_CRIU=$work/real/criu-version LAZYPAGES_BIN=$work/lp-args \
+		"$CRIU" "${@:2}"
+}
+check header "criu 3.17.1: lazy-pages --page-server gets --ps-header 24" \
+	test "$(hdr 3.17.1 lazy-pages --page-server --port 1)" = "lazy-pages --ps-header 24 --page-server --port 1"
+check header "criu 4.2: lazy-pages --page-server gets --ps-header 32" \
+	test "$(hdr 4.2 lazy-pages --page-server --port 1)" = "lazy-pages --ps-header 32 --page-server --port 1"
+check header "criu 4.2: page-server --lazy-pages gets --ps-header 32" \
+	test "$(hdr 4.2 page-server --lazy-pages)" = "page-server --single --ps-header 32 --lazy-pages"
+check header "an explicit --ps-header stays, local pages get none" \
+	test "$(hdr 4.2 lazy-pages --page-server --ps-header 24; hdr 4.2 lazy-pages -D x)" = \
+	"$(printf 'lazy-pages --page-server --ps-header 24\nlazy-pages -D x')"
+
 # Options before the command (CRIU's getopt permutes), values that look like commands.
 mkdir -p "$work/opt"
 rm -f "$work/img/lazy-pages.log"
