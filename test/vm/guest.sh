@@ -241,8 +241,9 @@ check_source() {
 	return 0
 }
 
-# The steps of one scenario; returns non-zero at the first failure (REASON says why).
-steps() {
+# start_workload: start the workload ($MIB MiB, options $WOPTS; with REMOTE=migrate as the
+# init of its own pid namespace), wait for READY and its first ticks. Sets WJOB and WPID.
+start_workload() {
 	if [ "$REMOTE" = migrate ]; then
 		# the frozen source and the restored copy live at once: the workload is the init of
 		# its own pid namespace (pid 1 in both), dumped by its pid here
@@ -262,6 +263,41 @@ steps() {
 		WPID=$(cat "$W/pid")
 	fi
 	wait_tick "$W/workload.log" 2 20 "$WPID" || { fail "workload does not tick"; return 1; }
+}
+
+# verify_restored: the workload protocol on the restored $WPID: SIGUSR1 ("you were
+# restored"), then VERIFY ... result=PASS within $VTMO (and, with -f, the forked child's
+# CHILD ... exit=0). Sets T_VERIFY (from t0).
+verify_restored() {
+	alive "$WPID" || { fail "restored pid $WPID is not running: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1; }
+	kill -USR1 "$WPID" 2>/dev/null || { fail "restored pid $WPID died: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1; }
+	wait_line '^VERIFY' "$W/workload.log" "$VTMO" "$WPID"
+	case $? in
+	1) fail "no VERIFY from the restored workload within ${VTMO}s (blocked on a page that never came?)"; return 1 ;;
+	2) fail "the restored workload died before verifying: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1 ;;
+	esac
+	T_VERIFY=$(($(now_cs) - t0))
+	if [ "$KIND_FORK" = 1 ] && ! grep -q '^CHILD .*exit=0' "$W/workload.log"; then
+		fail "forked child: $(grep '^CHILD' "$W/workload.log" | tr '\n' ' ')"
+		return 1
+	fi
+	grep -q '^VERIFY.*result=PASS' "$W/workload.log" ||
+		{ fail "$(grep -E '^(CORRUPT|VERIFY|FAIL)' "$W/workload.log" | head -n 2 | tr '\n' ' ')"; return 1; }
+}
+
+# finish_workload: no CORRUPT line so far; SIGTERM: FINAL ... result=PASS, then the workload
+# exits.
+finish_workload() {
+	! grep -q '^CORRUPT' "$W/workload.log" || { fail "$(grep -m1 '^CORRUPT' "$W/workload.log")"; return 1; }
+	kill -TERM "$WPID"
+	wait_line '^FINAL' "$W/workload.log" "$VTMO" "$WPID" || { fail "no FINAL line after SIGTERM"; return 1; }
+	grep -q '^FINAL.*result=PASS' "$W/workload.log" || { fail "$(grep '^FINAL' "$W/workload.log")"; return 1; }
+	wait_gone "$WPID" 10 || { fail "workload did not exit after FINAL"; return 1; }
+}
+
+# The steps of one scenario; returns non-zero at the first failure (REASON says why).
+steps() {
+	start_workload || return 1
 
 	t=$(now_cs)
 	if [ "$REMOTE" = migrate ]; then
@@ -385,20 +421,7 @@ steps() {
 			{ fail "criu restore --pidfile gave '$WPID', not a restored workload (source pid $SRCPID)"; return 1; }
 		alive "$SRCPID" || { fail "the source (pid $SRCPID) is gone before the daemon finished"; return 1; }
 	fi
-	alive "$WPID" || { fail "restored pid $WPID is not running: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1; }
-	kill -USR1 "$WPID" 2>/dev/null || { fail "restored pid $WPID died: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1; }
-	wait_line '^VERIFY' "$W/workload.log" "$VTMO" "$WPID"
-	case $? in
-	1) fail "no VERIFY from the restored workload within ${VTMO}s (blocked on a page that never came?)"; return 1 ;;
-	2) fail "the restored workload died before verifying: $(grep -E '^(CORRUPT|FAIL)' "$W/workload.log" | head -n 1)"; return 1 ;;
-	esac
-	T_VERIFY=$(($(now_cs) - t0))
-	if [ "$KIND_FORK" = 1 ] && ! grep -q '^CHILD .*exit=0' "$W/workload.log"; then
-		fail "forked child: $(grep '^CHILD' "$W/workload.log" | tr '\n' ' ')"
-		return 1
-	fi
-	grep -q '^VERIFY.*result=PASS' "$W/workload.log" ||
-		{ fail "$(grep -E '^(CORRUPT|VERIFY|FAIL)' "$W/workload.log" | head -n 2 | tr '\n' ' ')"; return 1; }
+	verify_restored || return 1
 
 	case $DKIND in
 	plugin) wait_plugin_daemon "$DTMO" "$W/restore.log" "criu command line has --lazy-pages" || return 1 ;;
@@ -429,19 +452,127 @@ steps() {
 	n=$(last_tick "$W/workload.log")
 	wait_tick "$W/workload.log" $((n + 3)) 20 "$WPID" ||
 		{ fail "workload stopped ticking after the daemon left (last tick $n)"; return 1; }
-	! grep -q '^CORRUPT' "$W/workload.log" || { fail "$(grep -m1 '^CORRUPT' "$W/workload.log")"; return 1; }
-	kill -TERM "$WPID"
-	wait_line '^FINAL' "$W/workload.log" "$VTMO" "$WPID" || { fail "no FINAL line after SIGTERM"; return 1; }
-	grep -q '^FINAL.*result=PASS' "$W/workload.log" || { fail "$(grep '^FINAL' "$W/workload.log")"; return 1; }
-	wait_gone "$WPID" 10 || { fail "workload did not exit after FINAL"; return 1; }
-	return 0
+	finish_workload
+}
+
+# --- zdtm: CRIU's test suite's lazy modes, call for call ------------------------------
+# zdtm.py (CRIU 3.17) runs every criu action as `CRIU ACTION --no-default-config --log-file
+# ACTION.log --images-dir DDIR --verbosity=4 OPTS` from its own directory, DDIR relative
+# (dump/TEST/PID/ITER; criu's work dir, where the logs land); a background ("nowait") call gets
+# --status-fd N and must write one \0 byte there. CRIU is $ZCRIU: with lazypages the criu
+# wrapper (lazy-pages/criu-wrapper.sh as /lp/bin/criu: lazy-pages and page-server --lazy-pages
+# go to lazypages, the rest to the real criu), with the control the real criu.
+#   ZDTM=lazy    zdtm.py --lazy-pages: dump; lazy-pages (nowait); restore --lazy-pages
+#   ZDTM=remote  --remote-lazy-pages: dump; page-server --lazy-pages (nowait); lazy-pages
+#                --page-server (nowait); restore --lazy-pages
+#   ZDTM=tls     --remote-lazy-pages --tls: the same, both with --tls and one key pair
+# Then the test is checked (the workload: VERIFY), stopped (SIGTERM: FINAL), and zdtm.py's
+# fini waits, with no time limit, for lazy-pages and then the page server to exit by
+# themselves: each must exit 0, and zdtm.py reads their logs for "Error" (a missing log
+# fails it). Here every wait has a limit.
+if [ "$DAEMON" = lazypages ]; then
+	ZCRIU="env LAZYPAGES_BIN=/lp/lazypages LAZYPAGES_REAL_CRIU=/usr/sbin/criu /lp/bin/criu"
+else
+	ZCRIU=/usr/sbin/criu
+fi
+# zdtm.py's one key pair for both ends (test/ps/mkcerts.sh on the host, through the share)
+ZTLS="--tls --tls-no-cn-verify --tls-key /mnt/pki/srv-key.pem --tls-cert /mnt/pki/srv.pem --tls-cacert /mnt/pki/ca.pem"
+
+# zcriu ACTION OPTS...: exec one criu call as zdtm.py makes it, in $ZTOP with the images in
+# $ZDDIR (relative), time limit $ZTMO. Execs: run it in a subshell, or as run_ready's command.
+zcriu() {
+	za=$1
+	shift
+	cd "$ZTOP" || exit 1
+	exec timeout "$ZTMO" $ZCRIU "$za" --no-default-config --log-file "$za.log" --images-dir "$ZDDIR" \
+		--verbosity=4 "$@"
+}
+
+# zdtm_log LOG [clean]: zdtm.py opens LOG in DDIR after the call (a missing one fails the
+# test); with clean, no line of it may say "Error"
+zdtm_log() {
+	[ -f "$ZD/$1" ] || { fail "no $1 in the images dir $ZDDIR (zdtm.py fails on a missing log)"; return 1; }
+	[ -z "${2:-}" ] || ! grep -q Error "$ZD/$1" ||
+		{ fail "$1 has $(grep -c Error "$ZD/$1") Error line(s): $(grep -m1 Error "$ZD/$1")"; return 1; }
+}
+
+# zdtm_why LOG OUT: what a criu call that failed says: the first Error line of its log in
+# DDIR, else the last line of its output ($W/OUT) or of its log
+zdtm_why() {
+	grep -m1 Error "$ZD/$1" 2>/dev/null && return
+	tail -n 1 "$W/$2" 2>/dev/null | grep . || tail -n 1 "$ZD/$1" 2>/dev/null
+}
+
+zdtm_steps() {
+	[ "$DAEMON" = criu ] || [ -x /lp/bin/criu ] ||
+		{ fail "no criu wrapper (/lp/bin/criu) in the initramfs"; return 1; }
+	[ "$ZDTM" != tls ] || [ -f /mnt/pki/srv.pem ] ||
+		{ fail "no certificates in the share (/mnt/pki: run.sh makes them with test/ps/mkcerts.sh)"; return 1; }
+	start_workload || return 1
+	ZTOP=$IMG ZDDIR=dump/$NAME/$WPID/1
+	ZD=$ZTOP/$ZDDIR
+	mkdir -p "$ZD"
+
+	# zdtm.py's dump: criu dump --tree PID --timeout 10 (through the wrapper: the real criu)
+	t=$(now_cs) ZTMO=$TMO
+	(zcriu dump --tree "$WPID" --timeout 10) >"$W/dump.out" 2>&1 </dev/null ||
+		{ fail "criu dump exited $?: $(zdtm_why dump.log dump.out)"; return 1; }
+	T_DUMP=$(($(now_cs) - t))
+	zdtm_log dump.log || return 1
+	wait "$WJOB" 2>/dev/null
+	wait_gone "$WPID" 10 || { fail "pid $WPID still alive after dump"; return 1; }
+	IMGSZ=$(du -sm "$ZD" | awk '{ print $1 }')
+
+	# zdtm.py's restore: the page server (remote), lazy-pages, each waited for its status
+	# byte, then criu restore --lazy-pages --restore-detached. The background calls' time
+	# limit is well past every wait below (busybox timeout ends them with SIGTERM, and a
+	# page server exits 0 on that): one that does not end by itself is seen still running.
+	tls="" lp="" ZTMO=$((DTMO + 120))
+	[ "$ZDTM" = tls ] && tls=$ZTLS
+	t=$(now_cs)
+	if [ "$ZDTM" != lazy ]; then
+		run_ready ps zcriu page-server --pidfile ps.pid --port "$PS_PORT" --lazy-pages $tls --status-fd 9
+		rc=$?
+		SPID=$RUN_PID SJOB=$RUN_JOB
+		[ $rc = 0 ] || { fail "criu page-server --lazy-pages: status byte '$READY', not 00: $(zdtm_why page-server.log ps.out)"; return 1; }
+		lp="--page-server --port $PS_PORT --address 127.0.0.1 $tls"
+	fi
+	run_daemon zcriu lazy-pages $lp --status-fd 9 ||
+		{ fail "criu lazy-pages: status byte '$READY', not 00: $(zdtm_why lazy-pages.log daemon.out)"; return 1; }
+	T_READY=$(($(now_cs) - t))
+	t0=$(now_cs) ZTMO=$TMO
+	(zcriu restore --lazy-pages --restore-detached) >"$W/restore.out" 2>&1 </dev/null ||
+		{ fail "criu restore exited $?: $(zdtm_why restore.log restore.out)"; return 1; }
+	T_RESTORE=$(($(now_cs) - t0))
+	zdtm_log restore.log || return 1
+	[ "$(readlink "/proc/$WPID/exe" 2>/dev/null)" = /lp/workload ] ||
+		{ fail "pid $WPID is not the restored workload after criu restore"; return 1; }
+
+	# the test's check, then its stop
+	verify_restored || return 1
+	finish_workload || return 1
+
+	# zdtm.py's fini: lazy-pages, then the page server, each ending by itself with 0
+	wait_daemon "$DTMO" ||
+		{ fail "criu lazy-pages still running ${DTMO}s after the test ended (zdtm.py waits forever)"; return 1; }
+	T_DAEMON=$((DEND - t0))
+	[ "$DRC" = 0 ] ||
+		{ fail "criu lazy-pages exited $DRC: $(zdtm_why lazy-pages.log daemon.out)"; return 1; }
+	zdtm_log lazy-pages.log clean || return 1
+	[ "$ZDTM" != lazy ] || return 0
+	wait_exit "$W/ps.exit" 30 ||
+		{ fail "criu page-server --lazy-pages still running 30s after lazy-pages exited (zdtm.py waits forever)"; return 1; }
+	[ "$XRC" = 0 ] ||
+		{ fail "criu page-server --lazy-pages exited $XRC: $(zdtm_why page-server.log ps.out)"; return 1; }
+	wait "$SJOB" 2>/dev/null
+	zdtm_log page-server.log clean
 }
 
 # scenario NAME DAEMON EXPECT(pass|fail) MIB "WORKLOAD OPTIONS" [KILL]
 scenario() {
 	NAME=$1 DKIND=$2 EXPECT=$3 MIB=$4 WOPTS=$5 KILL=${6:-0}  # KILL: 0, tree or server
 	W=/tmp/s/$NAME IMG=/img/$NAME
-	REASON="" WPID="" DPID="" DJOB="" WJOB="" DEXTRA="" SPID="" SJOB="" SRCPID=""
+	REASON="" WPID="" DPID="" DJOB="" WJOB="" DEXTRA="" SPID="" SJOB="" SRCPID="" ZD=""
 	T_DUMP=0 T_READY=0 T_RESTORE=0 T_VERIFY=0 T_DAEMON=0 IMGSZ=0
 	KIND_FORK=0
 	case " $WOPTS " in *" -f "*) KIND_FORK=1 ;; esac
@@ -451,12 +582,13 @@ scenario() {
 	mkdir -p "$W" "$IMG"
 	say "=== $NAME: daemon=$DKIND workload='-m $MIB $WOPTS' expect=$EXPECT"
 	start=$(now_cs)
-	steps
+	if [ -n "$ZDTM" ]; then zdtm_steps; else steps; fi
 	ok=$?
-	# clean up whatever is left, whatever happened
+	# clean up whatever is left, whatever happened (a daemon or a page server with the
+	# processes it started: a supervisor's server, a wrapper script's lazypages)
 	[ -n "$WPID" ] && alive "$WPID" && kill -9 "$WPID" 2>/dev/null
-	[ -n "$DPID" ] && alive "$DPID" && kill -9 "$DPID" 2>/dev/null
-	[ -n "$SPID" ] && alive "$SPID" && kill -9 "$SPID" 2>/dev/null
+	[ -n "$DPID" ] && alive "$DPID" && kill_tree "$DPID"
+	[ -n "$SPID" ] && alive "$SPID" && kill_tree "$SPID"
 	# criu dump --lazy-pages still serving: it and the frozen source
 	[ -n "$SJOB" ] && alive "$SJOB" && kill_tree "$SJOB"
 	[ -n "$SRCPID" ] && alive "$SRCPID" && kill -9 "$SRCPID" 2>/dev/null
@@ -464,6 +596,13 @@ scenario() {
 	[ -n "$DJOB" ] && wait "$DJOB" 2>/dev/null
 	[ -n "$SJOB" ] && wait "$SJOB" 2>/dev/null
 	[ -n "$WJOB" ] && wait "$WJOB" 2>/dev/null
+	# zdtm: the logs criu wrote in its images dir, and what else is there
+	if [ -n "$ZD" ]; then
+		ls -l "$ZD" >"$W/images-dir.txt" 2>&1
+		for f in "$ZD"/*.log; do
+			[ -f "$f" ] && cp "$f" "$W/"
+		done
+	fi
 	el=$(secs $(($(now_cs) - start)))
 	times="dump=$(secs $T_DUMP)s($IMGSZ MiB) daemon-ready=$(secs $T_READY)s restore=$(secs $T_RESTORE)s verified=$(secs $T_VERIFY)s daemon-done=$(secs $T_DAEMON)s"
 	if [ "$EXPECT" = pass ]; then
@@ -483,7 +622,7 @@ scenario() {
 		say "  --- $NAME workload.log (ticks omitted):"
 		grep -v '^tick' "$W/workload.log" 2>/dev/null | tail -n 15 | sed 's/^/    /'
 		say "  --- last tick: $(last_tick "$W/workload.log")"
-		for f in dump.log restore.log daemon.log daemon.out lazy-pages.log ps.log ps.out; do
+		for f in dump.log restore.log daemon.log daemon.out lazy-pages.log ps.log ps.out page-server.log; do
 			[ -s "$W/$f" ] || continue
 			say "  --- $NAME $f (errors, last lines):"
 			grep -E 'Error|error|FAIL|fatal' "$W/$f" | tail -n 8 | sed 's/^/    /'
@@ -775,6 +914,11 @@ run_named() {
 		scenario ps-restart "$DAEMON" pass 128 "-t 2" ps-restart ;;
 	ps-gone) REMOTE=remote-images PSKIND=lazypages PS_PORT=27035 PSDEXTRA="--ps-deadline 3 --ps-stall 2" \
 		scenario ps-gone "$DAEMON" pass 128 "-t 2" ps-gone ;;
+	# zdtm.py --lazy-pages, --remote-lazy-pages (and --tls), call for call, through the criu
+	# wrapper with lazypages (see zdtm_steps)
+	zdtm-lazy) ZDTM=lazy scenario zdtm-lazy "$DAEMON" pass 32 "" ;;
+	zdtm-remote) ZDTM=remote PS_PORT=27036 scenario zdtm-remote "$DAEMON" pass 32 "-t 2" ;;
+	zdtm-remote-tls) ZDTM=tls PS_PORT=27037 scenario zdtm-remote-tls "$DAEMON" pass 32 "" ;;
 	*) echo "RESULT $1 FAIL 0s unknown scenario" | tee -a "$R/summary" ;;
 	esac
 }
@@ -787,7 +931,7 @@ test_main() {
 			tee -a "$R/summary"
 	fi
 	for s in $SCENARIOS; do
-		REMOTE="" PSKIND="" PSSINGLE="" PS_PORT="" PSDEXTRA=""
+		REMOTE="" PSKIND="" PSSINGLE="" PS_PORT="" PSDEXTRA="" ZDTM=""
 		run_named "$s"
 	done
 	echo DONE >>"$R/summary"

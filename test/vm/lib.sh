@@ -203,8 +203,9 @@ vm_copy_bin() {
 }
 
 # vm_initrd OUT: build the initramfs (uncompressed newc cpio) into OUT.
-#   busybox, criu + libs, modules, /init, and under /lp: workload, broken-daemon and, when
-#   built, lazypages (+ libs) and the CRIU plugin (/lp/plugin/, criu --libdir /lp/plugin);
+#   busybox, criu + libs, modules, /init, and under /lp: workload, broken-daemon, the criu
+#   wrapper (lazy-pages/criu-wrapper.sh as /lp/bin/criu) and, when built, lazypages (+ libs)
+#   and the CRIU plugin (/lp/plugin/, criu --libdir /lp/plugin);
 #   runc (+ libs) as /usr/sbin/runc and GNU tar when VM_RUNC is set (vm_runc).
 vm_initrd() {
 	local out=$1 root
@@ -222,6 +223,8 @@ vm_initrd() {
 	if [ -x "$B/lazypages" ]; then
 		vm_copy_bin "$root" "$B/lazypages" /lp/lazypages
 	fi
+	# the criu wrapper zdtm.py runs as --criu-bin (the zdtm-* scenarios)
+	install -D -m 0755 lazy-pages/criu-wrapper.sh "$root/lp/bin/criu"
 	if [ -f "$B/criu-plugin/lazypages_plugin.so" ]; then
 		mkdir -p "$root/lp/plugin"
 		cp "$B/criu-plugin/lazypages_plugin.so" "$root/lp/plugin/"

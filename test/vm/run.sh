@@ -8,14 +8,16 @@
 #   --daemon=lazypages  our `lazypages daemon` ($B/lazypages, the default)
 #   scenarios           single threads fork mm big neg-corrupt neg-broken-exit
 #                       neg-broken-hang neg-killed runc runc-migrate migrate remote-images
-#                       criu-client, and with lazypages
-#                       server-killed plugin plugin-existing plugin-eager runc-plugin
-#                       runc-migrate-plugin (default: all; the runc-migrate* ones only
-#                       and migrate/remote-images only when the daemon has a page-server
-#                       client; criu-client needs $B/lazypages). neg-* must FAIL (a
-#                       broken daemon, a killed daemon, a corrupted page) and count as
-#                       PASS when they do. runc*: a runc 1.1.5 container (fetched once
-#                       into the cache) checkpointed and restored lazily.
+#                       criu-client zdtm-lazy zdtm-remote zdtm-remote-tls, and with
+#                       lazypages server-killed plugin plugin-existing plugin-eager
+#                       runc-plugin runc-migrate-plugin (default: all; the runc-migrate*,
+#                       migrate, remote-images and zdtm-remote* ones only when the daemon
+#                       has a page-server client; criu-client needs $B/lazypages,
+#                       zdtm-remote-tls certtool). neg-* must FAIL (a broken daemon, a
+#                       killed daemon, a corrupted page) and count as PASS when they do.
+#                       runc*: a runc 1.1.5 container (fetched once into the cache)
+#                       checkpointed and restored lazily. zdtm-*: zdtm.py's lazy modes'
+#                       criu calls (with lazypages through lazy-pages/criu-wrapper.sh).
 # Env: B (build dir, default build), LP_VM_CACHE (kernel and runc cache, default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/lazypages-vm), TEST_OUT (logs, default test/out; this run's
 # in $TEST_OUT/vm-DAEMON/), LP_VM_DEBUG=1 (set -x in the guest), CI=true (a missing prerequisite fails instead of skipping).
@@ -27,7 +29,7 @@ B=${B:-build}
 # shellcheck source=test/vm/lib.sh
 . test/vm/lib.sh
 
-ALL_SCENARIOS="single threads fork mm big neg-corrupt neg-broken-exit neg-broken-hang neg-killed runc"
+ALL_SCENARIOS="single threads fork mm big neg-corrupt neg-broken-exit neg-broken-hang neg-killed runc zdtm-lazy"
 daemon=lazypages scenarios="" mem=3072 tmo=${LP_VM_TIMEOUT:-420}
 for a in "$@"; do
 	case $a in
@@ -35,7 +37,7 @@ for a in "$@"; do
 	--scenarios=*) scenarios=${a#*=}; scenarios=${scenarios//,/ } ;;
 	--mem=*) mem=${a#*=} ;;
 	--timeout=*) tmo=${a#*=} ;;
-	-h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
 	esac
 done
@@ -63,6 +65,15 @@ if [ -z "$scenarios" ]; then
 	# pages over TCP: lazy migration from criu dump --lazy-pages, remote images (a page
 	# server), and criu lazy-pages as the client of lazypages page-server
 	[ $page_server = yes ] && scenarios="$scenarios migrate remote-images"
+	# zdtm.py --remote-lazy-pages (and --tls: certificates from certtool)
+	if [ $page_server = yes ]; then
+		scenarios="$scenarios zdtm-remote"
+		if command -v certtool >/dev/null 2>&1; then
+			scenarios="$scenarios zdtm-remote-tls"
+		else
+			echo "vm: no certtool (package gnutls-bin): zdtm-remote-tls left out"
+		fi
+	fi
 	if [ -x "$B/lazypages" ]; then
 		scenarios="$scenarios criu-client"
 	else
@@ -90,6 +101,13 @@ SHARE=$OUT/share
 rm -rf "$OUT"
 mkdir -p "$SHARE/results"
 cp test/vm/guest.sh "$SHARE/guest.sh"
+# zdtm-remote-tls: zdtm.py's one key pair for both ends
+case " $scenarios " in
+*" zdtm-remote-tls "*)
+	test/ps/mkcerts.sh "$SHARE/pki" >/dev/null ||
+		vm_fail "test/ps/mkcerts.sh could not make the certificates zdtm-remote-tls needs (certtool: package gnutls-bin)"
+	;;
+esac
 {
 	echo "MODE=test"
 	echo "DAEMON=$daemon"
