@@ -883,6 +883,9 @@ run_named() {
 	threads) scenario threads "$DAEMON" pass 64 "-t 4" ;;
 	fork) scenario fork "$DAEMON" pass 64 "-f" ;;
 	mm) scenario mm "$DAEMON" pass 64 "-x" ;;
+	# zdtm's uffd-events: fork, then parent and child both change memory that is still
+	# partly missing (the child's events on its FORK uffd)
+	events) scenario events "$DAEMON" pass 64 "-f -x -t 2" ;;
 	big) scenario big "$DAEMON" pass 512 "-t 2" ;;
 	neg-corrupt) scenario neg-corrupt "$DAEMON" fail 32 "-C" ;;
 	neg-broken-exit) scenario neg-broken-exit broken-exit fail 32 "" ;;

@@ -17,7 +17,9 @@
  *   -f     after restore, fork a child that verifies every page and exits 0 or 3
  *   -x     after restore: MADV_DONTNEED one part (must read zeros), mremap-move and grow
  *          another (content follows, the growth reads zeros), munmap a third (the rest
- *          must stay intact)
+ *          must stay intact), swap two more by mremap through a fifth's place
+ *   -f -x  as zdtm's uffd-events: fork first, then parent and child both do the -x
+ *          actions on their own memory; the child verifies and exits 0 or 3
  * In -f and -x modes some ranges are "cold": not touched between the dump and the
  * after-restore actions, so those actions meet pages the lazy daemon has not sent yet.
  */
@@ -273,6 +275,32 @@ static int fork_child_check(void)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/*
+ * Swap two ranges through a third one's place, as zdtm's uffd-events does: the first
+ * mremap(MREMAP_FIXED) lands on memory that is mapped and registered (an UNMAP of it,
+ * then a REMAP onto it); the third range's place ends up unmapped.
+ */
+static int swap_actions(void)
+{
+	struct range *a = find_range("swap-a"), *b = find_range("swap-b"), *v = find_range("swap-v");
+	size_t len = a->n * PAGE;
+	uint8_t *pa = a->addr, *pb = b->addr, *pv = v->addr;
+
+	if (mremap(pa, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, pv) != pv ||
+	    mremap(pb, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, pa) != pa ||
+	    mremap(pv, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, pb) != pb) {
+		say("FAIL mremap (swap): %s", strerror(errno));
+		return -1;
+	}
+	a->addr = pb;
+	b->addr = pa;
+	v->exp = EXP_GONE;
+	say("ACTION mremap-swapped %zu pages %p <-> %p through %p (mapped there): content must "
+	    "follow",
+	    a->n, (void *)pa, (void *)pb, (void *)pv);
+	return 0;
+}
+
 static int mm_actions(void)
 {
 	struct range *a = find_range("dontneed"), *b = find_range("moved"), *c = find_range("unmapped");
@@ -309,7 +337,40 @@ static int mm_actions(void)
 	}
 	c->exp = EXP_GONE;
 	say("ACTION munmap %zu pages at %p: the rest must stay intact", c->n, (void *)c->addr);
-	return 0;
+	return swap_actions();
+}
+
+/*
+ * -f -x, as zdtm's uffd-events: fork first, then parent and child each change their own
+ * memory (the child's events come on the uffd of the FORK event); the child verifies
+ * everything and exits 0 or 3.
+ */
+static int fork_mm_actions(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0) {
+		say("FAIL fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		size_t checked = 0, bad;
+		int failed = mm_actions();
+
+		bad = verify_all(0, 1, &checked);
+		say("CHILD pid=%d mm=%s verified=%zu bad=%zu result=%s", getpid(),
+		    failed ? "FAIL" : "ok", checked, bad, bad || failed ? "FAIL" : "PASS");
+		_exit(bad ? 3 : failed ? 1 : 0);
+	}
+	if (mm_actions())
+		return -1;
+	if (waitpid(pid, &st, 0) < 0) {
+		say("FAIL waitpid: %s", strerror(errno));
+		return -1;
+	}
+	say("CHILD pid=%d exit=%d", pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 /* --- main ----------------------------------------------------------------------------- */
@@ -394,7 +455,10 @@ int main(int argc, char **argv)
 		ranges[nranges - 1].exp = EXP_GONE;
 		add_range("hot2", 5 * u, 3 * u, 0);
 		add_range("unmapped", 8 * u, u, 1);
-		add_range("hot3", 9 * u, npages - 9 * u, 0);
+		add_range("swap-a", 9 * u, u, 1);
+		add_range("swap-b", 10 * u, u, 1);
+		add_range("swap-v", 11 * u, u, 1);
+		add_range("hot3", 12 * u, npages - 12 * u, 0);
 	} else if (do_fork) {
 		add_range("hot", 0, npages / 2, 0);
 		add_range("cold", npages / 2, npages - npages / 2, 1);
@@ -447,10 +511,15 @@ int main(int argc, char **argv)
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			t0 = ts.tv_sec + ts.tv_nsec / 1e9;
 			say("RESTORED #%d at tick %lu", restores, round);
-			if (do_mm && restores == 1 && mm_actions())
-				failed = 1;
-			if (do_fork && fork_child_check())
-				failed = 1;
+			if (do_mm && do_fork && restores == 1) {
+				if (fork_mm_actions())
+					failed = 1;
+			} else {
+				if (do_mm && restores == 1 && mm_actions())
+					failed = 1;
+				if (do_fork && fork_child_check())
+					failed = 1;
+			}
 			__atomic_store_n(&cold_active, 0, __ATOMIC_RELEASE);
 			if (do_corrupt) /* self-test of the checker: this must end in FAIL */
 				mem[(npages - 1) * PAGE + 8] ^= 1;
