@@ -886,6 +886,9 @@ run_named() {
 	# zdtm's uffd-events: fork, then parent and child both change memory that is still
 	# partly missing (the child's events on its FORK uffd)
 	events) scenario events "$DAEMON" pass 64 "-f -x -t 2" ;;
+	# zdtm's transition/fork tests: a thread forks all the time, through the dump and the
+	# restore (zombies and children mid-check in the images, FORK events during restore)
+	forks) scenario forks "$DAEMON" pass 64 "-F -t 2" ;;
 	big) scenario big "$DAEMON" pass 512 "-t 2" ;;
 	neg-corrupt) scenario neg-corrupt "$DAEMON" fail 32 "-C" ;;
 	neg-broken-exit) scenario neg-broken-exit broken-exit fail 32 "" ;;

@@ -20,6 +20,8 @@
  *          must stay intact), swap two more by mremap through a fifth's place
  *   -f -x  as zdtm's uffd-events: fork first, then parent and child both do the -x
  *          actions on their own memory; the child verifies and exits 0 or 3
+ *   -F     as zdtm's transition/fork tests: a thread forks all the time (before, during
+ *          and after the dump and the restore); each child checks 64 random pages
  * In -f and -x modes some ranges are "cold": not touched between the dump and the
  * after-restore actions, so those actions meet pages the lazy daemon has not sent yet.
  */
@@ -373,6 +375,63 @@ static int fork_mm_actions(void)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/*
+ * -F, as zdtm's transition/fork tests: a thread forks all the time, before the dump, while
+ * the tree is dumped and restored, and after. Each child reads 64 random pages of the
+ * pattern in full and exits 0 (3 on a mismatch); the parent reaps it only 20 ms later, so
+ * a dump often holds a zombie, or a child still checking. Restored children of the dump
+ * and new ones forked by the restored parent fault on pages still missing.
+ */
+static volatile unsigned long forks, fork_bad, forks_at_restore;
+
+static int child_check(uint64_t rnd)
+{
+	for (int k = 0; k < 64; k++) {
+		const struct range *r = &ranges[0];
+		size_t p;
+		const uint64_t *w;
+
+		rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+		p = r->first + (rnd >> 33) % r->n;
+		w = (const uint64_t *)(r->addr + (p - r->first) * PAGE);
+		for (size_t i = 0; i < WORDS; i++)
+			if (w[i] != want_word(r, p, i))
+				return 3;
+	}
+	return 0;
+}
+
+static void *forker_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pid_t pid = fork();
+		int st;
+
+		if (pid == 0)
+			_exit(child_check((uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ forks));
+		if (pid < 0) {
+			say("FAIL fork (forker): %s", strerror(errno));
+			sleep_ms(100);
+			continue;
+		}
+		sleep_ms(20);
+		while (waitpid(pid, &st, 0) < 0)
+			if (errno != EINTR) {
+				say("FAIL waitpid (forker) %d: %s", pid, strerror(errno));
+				exit(1);
+			}
+		forks++;
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			fork_bad++;
+			say("CORRUPT forker child pid=%d status=%#x: a random page did not match", pid,
+			    st);
+			exit(3);
+		}
+	}
+	return NULL;
+}
+
 /* --- main ----------------------------------------------------------------------------- */
 
 static void on_signal(int sig)
@@ -402,6 +461,7 @@ static void usage(FILE *f)
 		   "  -t N        N checker threads (default 0: the main thread checks)\n"
 		   "  -f          fork after restore; the child verifies every page\n"
 		   "  -x          mremap/madvise(MADV_DONTNEED)/munmap after restore\n"
+		   "  -F          a thread forks all the time; each child checks 64 random pages\n"
 		   "  -i MS       round interval (default 200)\n"
 		   "  -p FILE     write the pid there once READY\n"
 		   "  -C          corrupt one byte after restore (self-test: must FAIL)\n"
@@ -412,16 +472,17 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	size_t mib = 64, verified = 0, bad;
-	int do_fork = 0, do_mm = 0, do_corrupt = 0, opt, restores = 0, failed = 0;
+	int do_fork = 0, do_mm = 0, do_corrupt = 0, do_forker = 0, opt, restores = 0, failed = 0;
 	const char *pidfile = NULL;
 	unsigned long round = 0;
 	struct sigaction sa;
 
-	while ((opt = getopt(argc, argv, "m:t:fxi:p:s:Ch")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:fFxi:p:s:Ch")) != -1) {
 		switch (opt) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': nthreads = atoi(optarg); break;
 		case 'f': do_fork = 1; break;
+		case 'F': do_forker = 1; break;
 		case 'x': do_mm = 1; break;
 		case 'i': interval_ms = atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
@@ -490,6 +551,14 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (do_forker) {
+		pthread_t th;
+
+		if (pthread_create(&th, NULL, forker_main, NULL)) {
+			say("FAIL pthread_create (forker)");
+			return 1;
+		}
+	}
 	if (pidfile) {
 		FILE *f = fopen(pidfile, "w");
 
@@ -511,6 +580,7 @@ int main(int argc, char **argv)
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			t0 = ts.tv_sec + ts.tv_nsec / 1e9;
 			say("RESTORED #%d at tick %lu", restores, round);
+			forks_at_restore = forks;
 			if (do_mm && do_fork && restores == 1) {
 				if (fork_mm_actions())
 					failed = 1;
@@ -559,7 +629,11 @@ int main(int argc, char **argv)
 		sleep_ms(interval_ms);
 	}
 	bad = verify_everything(&verified);
-	say("FINAL verified=%zu bad=%zu ticks=%lu restores=%d result=%s", verified, bad, round,
-	    restores, bad || failed ? "FAIL" : "PASS");
+	if (do_forker && restores && forks == forks_at_restore) {
+		say("FAIL the forker made no fork after the restore");
+		failed = 1;
+	}
+	say("FINAL verified=%zu bad=%zu ticks=%lu restores=%d forks=%lu result=%s", verified, bad,
+	    round, restores, forks, bad || failed ? "FAIL" : "PASS");
 	return bad ? 3 : failed ? 1 : 0;
 }
