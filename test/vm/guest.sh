@@ -889,6 +889,8 @@ run_named() {
 	# zdtm's transition/fork tests: a thread forks all the time, through the dump and the
 	# restore (zombies and children mid-check in the images, FORK events during restore)
 	forks) scenario forks "$DAEMON" pass 64 "-F -t 2" ;;
+	# zdtm's futex tests: threads asleep in futex(2) on a word in lazy memory
+	futex) scenario futex "$DAEMON" pass 32 "-u 4 -t 2" ;;
 	big) scenario big "$DAEMON" pass 512 "-t 2" ;;
 	neg-corrupt) scenario neg-corrupt "$DAEMON" fail 32 "-C" ;;
 	neg-broken-exit) scenario neg-broken-exit broken-exit fail 32 "" ;;

@@ -22,6 +22,8 @@
  *          actions on their own memory; the child verifies and exits 0 or 3
  *   -F     as zdtm's transition/fork tests: a thread forks all the time (before, during
  *          and after the dump and the restore); each child checks 64 random pages
+ *   -u N   as zdtm's futex tests: N threads asleep on a mutex in lazy memory through the
+ *          dump and the restore, released after it; each must get the mutex
  * In -f and -x modes some ranges are "cold": not touched between the dump and the
  * after-restore actions, so those actions meet pages the lazy daemon has not sent yet.
  */
@@ -432,6 +434,58 @@ static void *forker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * -u N, as zdtm's futex tests: N threads block on a mutex the main thread holds, in a page
+ * of its own (lazy, like the rest); at the restore they are asleep in futex(2) on it.
+ * After the restore the main thread unlocks it: each waiter must get it in turn, and the
+ * kernel-mode accesses to the futex word fault on a page the daemon has not sent yet.
+ */
+static pthread_mutex_t *fx_mutex;
+static int fx_waiters, fx_got;
+
+static void *fx_waiter(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(fx_mutex);
+	__atomic_add_fetch(&fx_got, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(fx_mutex);
+	return NULL;
+}
+
+static int futex_setup(void)
+{
+	pthread_t th;
+
+	fx_mutex = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fx_mutex == MAP_FAILED || pthread_mutex_init(fx_mutex, NULL) ||
+	    pthread_mutex_lock(fx_mutex)) {
+		say("FAIL futex setup: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < fx_waiters; i++)
+		if (pthread_create(&th, NULL, fx_waiter, NULL) || pthread_detach(th)) {
+			say("FAIL pthread_create (futex waiter)");
+			return -1;
+		}
+	return 0;
+}
+
+static int futex_release(void)
+{
+	int got = 0;
+
+	pthread_mutex_unlock(fx_mutex);
+	for (int ms = 0; ms < 20000; ms += 10) {
+		got = __atomic_load_n(&fx_got, __ATOMIC_ACQUIRE);
+		if (got == fx_waiters)
+			break;
+		sleep_ms(10);
+	}
+	say("FUTEX waiters=%d woke=%d result=%s", fx_waiters, got,
+	    got == fx_waiters ? "PASS" : "FAIL");
+	return got == fx_waiters ? 0 : -1;
+}
+
 /* --- main ----------------------------------------------------------------------------- */
 
 static void on_signal(int sig)
@@ -462,6 +516,7 @@ static void usage(FILE *f)
 		   "  -f          fork after restore; the child verifies every page\n"
 		   "  -x          mremap/madvise(MADV_DONTNEED)/munmap after restore\n"
 		   "  -F          a thread forks all the time; each child checks 64 random pages\n"
+		   "  -u N        N threads asleep on a mutex in lazy memory, released after restore\n"
 		   "  -i MS       round interval (default 200)\n"
 		   "  -p FILE     write the pid there once READY\n"
 		   "  -C          corrupt one byte after restore (self-test: must FAIL)\n"
@@ -477,12 +532,13 @@ int main(int argc, char **argv)
 	unsigned long round = 0;
 	struct sigaction sa;
 
-	while ((opt = getopt(argc, argv, "m:t:fFxi:p:s:Ch")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:fFxu:i:p:s:Ch")) != -1) {
 		switch (opt) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': nthreads = atoi(optarg); break;
 		case 'f': do_fork = 1; break;
 		case 'F': do_forker = 1; break;
+		case 'u': fx_waiters = atoi(optarg); break;
 		case 'x': do_mm = 1; break;
 		case 'i': interval_ms = atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
@@ -551,6 +607,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (fx_waiters > 0 && futex_setup())
+		return 1;
 	if (do_forker) {
 		pthread_t th;
 
@@ -581,6 +639,8 @@ int main(int argc, char **argv)
 			t0 = ts.tv_sec + ts.tv_nsec / 1e9;
 			say("RESTORED #%d at tick %lu", restores, round);
 			forks_at_restore = forks;
+			if (fx_waiters > 0 && restores == 1 && futex_release())
+				failed = 1;
 			if (do_mm && do_fork && restores == 1) {
 				if (fork_mm_actions())
 					failed = 1;
