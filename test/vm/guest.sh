@@ -891,6 +891,8 @@ run_named() {
 	forks) scenario forks "$DAEMON" pass 64 "-F -t 2" ;;
 	# zdtm's futex tests: threads asleep in futex(2) on a word in lazy memory
 	futex) scenario futex "$DAEMON" pass 32 "-u 4 -t 2" ;;
+	# zdtm's lazy-thp: huge-page memory written to while pages are still missing
+	thp) scenario thp "$DAEMON" pass 64 "-H -t 2" ;;
 	big) scenario big "$DAEMON" pass 512 "-t 2" ;;
 	neg-corrupt) scenario neg-corrupt "$DAEMON" fail 32 "-C" ;;
 	neg-broken-exit) scenario neg-broken-exit broken-exit fail 32 "" ;;

@@ -24,6 +24,8 @@
  *          and after the dump and the restore); each child checks 64 random pages
  *   -u N   as zdtm's futex tests: N threads asleep on a mutex in lazy memory through the
  *          dump and the restore, released after it; each must get the mutex
+ *   -H     as zdtm's lazy-thp: the memory is huge-page aligned and MADV_HUGEPAGE, and each
+ *          round stores to every other page (write faults on pages still missing)
  * In -f and -x modes some ranges are "cold": not touched between the dump and the
  * after-restore actions, so those actions meet pages the lazy daemon has not sent yet.
  */
@@ -32,6 +34,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +48,13 @@
 #define WORDS (PAGE / sizeof(uint64_t))
 #define K_STEP 0x9e3779b97f4a7c15ULL
 #define MAX_THREADS 64
+#define THP_SIZE (2UL << 20)
 
 static uint64_t seed = 0x6c617a7970616765ULL; /* "lazypage" */
 static size_t npages;
 static uint8_t *mem;
 static int interval_ms = 200;
+static int do_thp; /* -H: huge pages, and a store to every other page each round */
 static int nthreads;
 
 static volatile sig_atomic_t got_restore, got_term;
@@ -148,7 +153,22 @@ static void verify_quick(const struct range *r, size_t from, size_t to, unsigned
 	if (r->exp == EXP_GONE)
 		return;
 	for (size_t p = from; p < to; p++) {
-		const uint64_t *w = (const uint64_t *)(r->addr + (p - r->first) * PAGE);
+		uint64_t *w = (uint64_t *)(r->addr + (p - r->first) * PAGE);
+
+		/*
+		 * -H: a write to every other page, as zdtm's lazy-thp: a compare-and-swap of
+		 * the word with itself, which writes (a write fault on a page still missing)
+		 * and still sees a wrong value.
+		 */
+		if (do_thp && !(p & 1)) {
+			uint64_t v = want_word(r, p, 0);
+
+			if (!__atomic_compare_exchange_n(&w[0], &v, v, false, __ATOMIC_RELAXED,
+							 __ATOMIC_RELAXED)) {
+				corrupt("tick (write)", r, p, 0, v);
+				exit(3);
+			}
+		}
 		if (w[0] != want_word(r, p, 0)) {
 			corrupt("tick", r, p, 0, w[0]);
 			exit(3);
@@ -517,6 +537,7 @@ static void usage(FILE *f)
 		   "  -x          mremap/madvise(MADV_DONTNEED)/munmap after restore\n"
 		   "  -F          a thread forks all the time; each child checks 64 random pages\n"
 		   "  -u N        N threads asleep on a mutex in lazy memory, released after restore\n"
+		   "  -H          MADV_HUGEPAGE memory; each round stores to every other page\n"
 		   "  -i MS       round interval (default 200)\n"
 		   "  -p FILE     write the pid there once READY\n"
 		   "  -C          corrupt one byte after restore (self-test: must FAIL)\n"
@@ -532,13 +553,14 @@ int main(int argc, char **argv)
 	unsigned long round = 0;
 	struct sigaction sa;
 
-	while ((opt = getopt(argc, argv, "m:t:fFxu:i:p:s:Ch")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:fFxu:Hi:p:s:Ch")) != -1) {
 		switch (opt) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': nthreads = atoi(optarg); break;
 		case 'f': do_fork = 1; break;
 		case 'F': do_forker = 1; break;
 		case 'u': fx_waiters = atoi(optarg); break;
+		case 'H': do_thp = 1; break;
 		case 'x': do_mm = 1; break;
 		case 'i': interval_ms = atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
@@ -553,7 +575,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	npages = mib << 20 >> 12;
-	mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mem = mmap(NULL, npages * PAGE + (do_thp ? THP_SIZE : 0), PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem != MAP_FAILED && do_thp) {
+		/* huge-page aligned, and huge pages asked for, as zdtm's lazy-thp */
+		mem = (uint8_t *)(((uintptr_t)mem + THP_SIZE - 1) & ~(uintptr_t)(THP_SIZE - 1));
+		if (madvise(mem, npages * PAGE, MADV_HUGEPAGE))
+			say("WARN madvise(MADV_HUGEPAGE): %s", strerror(errno));
+	}
 	if (mem == MAP_FAILED) {
 		say("FAIL mmap %zu MiB: %s", mib, strerror(errno));
 		return 1;
