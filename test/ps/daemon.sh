@@ -19,10 +19,12 @@ check() {
 "$B/mkckpt" -D "$work/img" -S 16M -p 2 -z 1 -t 2 -q || exit 1
 lazy=$("$B/lazypages" show --json "$work/img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["lazy_pages"])')
 test/ps/mkcerts.sh "$work/pki" >/dev/null || exit $?
+# shellcheck source=test/free-port.sh
+. test/free-port.sh
 tls="--tls --tls-cacert $work/pki/ca.pem"
 
 run() { # NAME HDR TLS?
-	local name=$1 hdr=$2 t=$3 port=$((20000 + RANDOM % 20000)) sargs= dargs=
+	local name=$1 hdr=$2 t=$3 port=$(lp_free_port) sargs= dargs=
 	if [ "$t" = tls ]; then
 		sargs="$tls --tls-cert $work/pki/srv.pem --tls-key $work/pki/srv-key.pem"
 		dargs="$tls --tls-cert $work/pki/cli.pem --tls-key $work/pki/cli-key.pem"
@@ -56,7 +58,7 @@ run plain32 32 plain
 run tls24 24 tls
 
 # A daemon that cannot verify the server's certificate fails clearly, before serving.
-port=$((20000 + RANDOM % 20000))
+port=$(lp_free_port)
 rm -f "$work/bad.ready"
 "$B/lazypages" page-server -D "$work/img" --lazy-pages --address 127.0.0.1 --port $port \
 	$tls --tls-cert "$work/pki/srv.pem" --tls-key "$work/pki/srv-key.pem" \

@@ -234,7 +234,9 @@ ended() { # NAME [idle]
 	check "$name" "no sanitizer report" sanitizer_clean "$name"
 }
 
-port=$((20000 + RANDOM % 20000))
+# shellcheck source=test/free-port.sh
+. test/free-port.sh
+port=$(lp_free_port)
 
 # --- kill-restart: the server is killed twice and restarted on the same port -------------
 name=kill-restart
@@ -267,7 +269,7 @@ fi
 
 # --- stop-cont: a server that stops answering (SIGSTOP) is caught by --ps-stall ------------
 name=stop-cont
-port=$((port + 1))
+port=$(lp_free_port)
 if ! want $name; then
 	:
 elif start_ps $name 127.0.0.1 $port && start_daemon $name 127.0.0.1 $port "" --ps-stall 1 --ps-deadline 10; then
@@ -290,7 +292,7 @@ fi
 
 # --- deadline: the server never comes back ------------------------------------------------
 name=deadline
-port=$((port + 1))
+port=$(lp_free_port)
 if ! want $name; then
 	:
 elif start_ps $name 127.0.0.1 $port && start_daemon $name 127.0.0.1 $port "" --ps-deadline 2; then
@@ -309,7 +311,7 @@ fi
 # Half of the pages are touched, the rest stay missing while lp-restore sleeps before its
 # late check: no fault reaches a poisoned page, so the daemon itself must kill them.
 name=deadline-idle
-port=$((port + 1))
+port=$(lp_free_port)
 if ! want $name; then
 	:
 elif [ ${#lrx[@]} -eq 0 ]; then
@@ -351,7 +353,7 @@ if ! want netns-flap && ! want netns-deadline; then
 elif setup_netns >"$work/netns.err" 2>&1; then
 	for name in netns-flap netns-deadline; do
 		want $name || continue
-		port=$((port + 1))
+		port=$(lp_free_port)
 		dl=10
 		[ $name = netns-deadline ] && dl=2
 		if ! start_ps $name "$net.1" $port "$ns_s" ||

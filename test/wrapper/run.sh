@@ -33,6 +33,8 @@ chmod +x "$work/real/criu"
 lazy=$("$B/lazypages" show --json "$work/img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["lazy_pages"])')
 test/ps/mkcerts.sh "$work/pki" >/dev/null
 have_certs=$?
+# shellcheck source=test/free-port.sh
+. test/free-port.sh
 
 # nowait NAME FD-VAR CMD...: start CMD with --status-fd 3 as zdtm does and wait for the
 # byte; sets $npid. Fails unless the byte is \0.
@@ -76,7 +78,7 @@ check lazy "--no-default-config is named as an ignored CRIU option" \
 # --- zdtm --remote-lazy-pages [--tls] --------------------------------------------------
 remote() { # NAME TLS-OPTS...
 	local name=$1; shift
-	local port=$((20000 + RANDOM % 20000)) ps d
+	local port=$(lp_free_port) ps d
 	rm -f "$work/img/"*.log "$work/img/ps.pid"
 	nowait "$name.ps" $CRIU page-server $(zargs page-server) --pidfile ps.pid --port $port --lazy-pages "$@"
 	check "$name" "criu page-server --lazy-pages reports ready" test $? -eq 0
