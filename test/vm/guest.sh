@@ -893,6 +893,9 @@ run_named() {
 	futex) scenario futex "$DAEMON" pass 32 "-u 4 -t 2" ;;
 	# zdtm's lazy-thp: huge-page memory written to while pages are still missing
 	thp) scenario thp "$DAEMON" pass 64 "-H -t 2" ;;
+	# a tree of 4 processes whose memory is shared copy-on-write at the dump: 4 uffds,
+	# each process checking its own copy
+	tree) scenario tree "$DAEMON" pass 32 "-P 4 -t 2" ;;
 	big) scenario big "$DAEMON" pass 512 "-t 2" ;;
 	neg-corrupt) scenario neg-corrupt "$DAEMON" fail 32 "-C" ;;
 	neg-broken-exit) scenario neg-broken-exit broken-exit fail 32 "" ;;

@@ -6,7 +6,7 @@
 #
 #   --daemon=criu       CRIU's own `criu lazy-pages` (the control)
 #   --daemon=lazypages  our `lazypages daemon` ($B/lazypages, the default)
-#   scenarios           single threads fork mm events forks futex thp big neg-corrupt
+#   scenarios           single threads fork mm events forks futex thp tree big neg-corrupt
 #                       neg-broken-exit neg-broken-hang neg-killed runc runc-migrate migrate
 #                       remote-images criu-client zdtm-lazy zdtm-remote zdtm-remote-tls, and with
 #                       lazypages server-killed plugin plugin-existing plugin-eager
@@ -29,7 +29,7 @@ B=${B:-build}
 # shellcheck source=test/vm/lib.sh
 . test/vm/lib.sh
 
-ALL_SCENARIOS="single threads fork mm events forks futex thp big neg-corrupt neg-broken-exit neg-broken-hang neg-killed runc zdtm-lazy"
+ALL_SCENARIOS="single threads fork mm events forks futex thp tree big neg-corrupt neg-broken-exit neg-broken-hang neg-killed runc zdtm-lazy"
 daemon=lazypages scenarios="" mem=3072 tmo=${LP_VM_TIMEOUT:-420}
 for a in "$@"; do
 	case $a in

@@ -26,6 +26,8 @@
  *          dump and the restore, released after it; each must get the mutex
  *   -H     as zdtm's lazy-thp: the memory is huge-page aligned and MADV_HUGEPAGE, and each
  *          round stores to every other page (write faults on pages still missing)
+ *   -P N   a tree of N processes sharing the memory copy-on-write at the dump; each
+ *          checks its own copy, and the root's VERIFY and FINAL count all of them
  * In -f and -x modes some ranges are "cold": not touched between the dump and the
  * after-restore actions, so those actions meet pages the lazy daemon has not sent yet.
  */
@@ -39,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -506,6 +509,102 @@ static int futex_release(void)
 	return got == fx_waiters ? 0 : -1;
 }
 
+/*
+ * -P N: a tree of N processes. The first forks N-1 children once its memory is filled,
+ * so every page is shared copy-on-write at the dump; each child keeps checking its own
+ * copy. After the restore every process gets its pages from the daemon on its own uffd.
+ * The root forwards SIGUSR1 and SIGTERM; each child answers with one byte on a pipe
+ * (pages found bad, capped) and its exit code, which the root's VERIFY and FINAL count.
+ */
+static int tree_n = 1, tree_pipe[2] = {-1, -1};
+static pid_t tree_kids[64];
+
+static void child_loop(void)
+{
+	unsigned long round = 0;
+
+	nthreads = 0;
+	for (;;) {
+		if (got_term) {
+			size_t checked = 0, bad = verify_all(0, 1, &checked);
+
+			_exit(bad ? 3 : 0);
+		}
+		if (got_restore) {
+			size_t checked = 0, bad = verify_all(0, 1, &checked);
+			unsigned char b = bad > 255 ? 255 : (unsigned char)bad;
+
+			got_restore = 0;
+			if (write(tree_pipe[1], &b, 1) != 1)
+				_exit(1);
+		}
+		for (int k = 0; k < nranges; k++)
+			verify_quick(&ranges[k], ranges[k].first, ranges[k].first + ranges[k].n, round);
+		round++;
+		sleep_ms(interval_ms);
+	}
+}
+
+static int tree_start(void)
+{
+	if (pipe(tree_pipe)) {
+		say("FAIL pipe: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < tree_n - 1; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			say("FAIL fork (tree): %s", strerror(errno));
+			return -1;
+		}
+		if (pid == 0)
+			child_loop();
+		tree_kids[i] = pid;
+	}
+	return 0;
+}
+
+/* Every child's verification after a restore: pages found bad, or -1 if one did not answer. */
+static long tree_verify(void)
+{
+	long bad = 0;
+
+	for (int i = 0; i < tree_n - 1; i++)
+		kill(tree_kids[i], SIGUSR1);
+	for (int i = 0; i < tree_n - 1; i++) {
+		struct pollfd pfd = {.fd = tree_pipe[0], .events = POLLIN};
+		unsigned char b;
+
+		if (poll(&pfd, 1, 120000) != 1 || read(tree_pipe[0], &b, 1) != 1) {
+			say("FAIL child %d of %d did not answer after the restore", i + 1, tree_n - 1);
+			return -1;
+		}
+		bad += b;
+	}
+	return bad;
+}
+
+/* SIGTERM to every child and their exit codes: how many did not exit 0. */
+static int tree_end(void)
+{
+	int failed = 0;
+
+	for (int i = 0; i < tree_n - 1; i++)
+		kill(tree_kids[i], SIGTERM);
+	for (int i = 0; i < tree_n - 1; i++) {
+		int st;
+
+		while (waitpid(tree_kids[i], &st, 0) < 0 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			say("FAIL tree child pid=%d status=%#x", tree_kids[i], st);
+			failed++;
+		}
+	}
+	return failed;
+}
+
 /* --- main ----------------------------------------------------------------------------- */
 
 static void on_signal(int sig)
@@ -538,6 +637,7 @@ static void usage(FILE *f)
 		   "  -F          a thread forks all the time; each child checks 64 random pages\n"
 		   "  -u N        N threads asleep on a mutex in lazy memory, released after restore\n"
 		   "  -H          MADV_HUGEPAGE memory; each round stores to every other page\n"
+		   "  -P N        a tree of N processes sharing the memory copy-on-write\n"
 		   "  -i MS       round interval (default 200)\n"
 		   "  -p FILE     write the pid there once READY\n"
 		   "  -C          corrupt one byte after restore (self-test: must FAIL)\n"
@@ -553,7 +653,7 @@ int main(int argc, char **argv)
 	unsigned long round = 0;
 	struct sigaction sa;
 
-	while ((opt = getopt(argc, argv, "m:t:fFxu:Hi:p:s:Ch")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:fFxu:HP:i:p:s:Ch")) != -1) {
 		switch (opt) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': nthreads = atoi(optarg); break;
@@ -561,6 +661,7 @@ int main(int argc, char **argv)
 		case 'F': do_forker = 1; break;
 		case 'u': fx_waiters = atoi(optarg); break;
 		case 'H': do_thp = 1; break;
+		case 'P': tree_n = atoi(optarg); break;
 		case 'x': do_mm = 1; break;
 		case 'i': interval_ms = atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
@@ -570,7 +671,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (mib < 8 || nthreads < 0 || nthreads > MAX_THREADS || interval_ms < 1) {
+	if (mib < 8 || nthreads < 0 || nthreads > MAX_THREADS || interval_ms < 1 || tree_n < 1 ||
+	    tree_n > 65) {
 		usage(stderr);
 		return 2;
 	}
@@ -629,6 +731,9 @@ int main(int argc, char **argv)
 			return 3;
 		}
 	}
+	/* -P: the children, forked before any thread is */
+	if (tree_n > 1 && tree_start())
+		return 1;
 	for (int t = 0; t < nthreads; t++) {
 		workers[t].idx = t;
 		if (pthread_create(&workers[t].th, NULL, worker_main, &workers[t])) {
@@ -683,10 +788,18 @@ int main(int argc, char **argv)
 			if (do_corrupt) /* self-test of the checker: this must end in FAIL */
 				mem[(npages - 1) * PAGE + 8] ^= 1;
 			bad = verify_everything(&verified);
+			if (tree_n > 1) {
+				long tb = tree_verify();
+
+				if (tb < 0)
+					failed = 1;
+				else
+					bad += (size_t)tb;
+			}
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			t1 = ts.tv_sec + ts.tv_nsec / 1e9;
-			say("VERIFY pages=%zu bad=%zu seconds=%.2f result=%s", verified, bad, t1 - t0,
-			    bad || failed ? "FAIL" : "PASS");
+			say("VERIFY pages=%zu bad=%zu seconds=%.2f processes=%d result=%s", verified,
+			    bad, t1 - t0, tree_n, bad || failed ? "FAIL" : "PASS");
 			if (bad)
 				return 3;
 			if (failed)
@@ -718,6 +831,8 @@ int main(int argc, char **argv)
 		sleep_ms(interval_ms);
 	}
 	bad = verify_everything(&verified);
+	if (tree_n > 1 && tree_end())
+		failed = 1;
 	if (do_forker && restores && forks == forks_at_restore) {
 		say("FAIL the forker made no fork after the restore");
 		failed = 1;
