@@ -278,29 +278,6 @@ static struct range *find_range(const char *name)
 	return NULL;
 }
 
-static int fork_child_check(void)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0) {
-		say("FAIL fork: %s", strerror(errno));
-		return -1;
-	}
-	if (pid == 0) {
-		size_t checked = 0, bad = verify_all(0, 1, &checked);
-
-		say("CHILD pid=%d verified=%zu bad=%zu result=%s", getpid(), checked, bad,
-		    bad ? "FAIL" : "PASS");
-		_exit(bad ? 3 : 0);
-	}
-	if (waitpid(pid, &st, 0) < 0) {
-		say("FAIL waitpid: %s", strerror(errno));
-		return -1;
-	}
-	say("CHILD pid=%d exit=%d", pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
 
 /*
  * Swap two ranges through a third one's place, as zdtm's uffd-events does: the first
@@ -368,14 +345,14 @@ static int mm_actions(void)
 }
 
 /*
- * -f -x, as zdtm's uffd-events: fork first, then parent and child each change their own
- * memory (the child's events come on the uffd of the FORK event); the child verifies
- * everything and exits 0 or 3.
+ * -f: fork a child that verifies every page and exits 0 or 3. With -x too (WITH_MM), as
+ * zdtm's uffd-events: parent and child each do the -x actions on their own memory first
+ * (the child's events come on the uffd of the FORK event).
  */
-static int fork_mm_actions(void)
+static int fork_child(int with_mm)
 {
 	pid_t pid = fork();
-	int st;
+	int st, failed = 0;
 
 	if (pid < 0) {
 		say("FAIL fork: %s", strerror(errno));
@@ -383,21 +360,22 @@ static int fork_mm_actions(void)
 	}
 	if (pid == 0) {
 		size_t checked = 0, bad;
-		int failed = mm_actions();
 
+		failed = with_mm && mm_actions();
 		bad = verify_all(0, 1, &checked);
-		say("CHILD pid=%d mm=%s verified=%zu bad=%zu result=%s", getpid(),
-		    failed ? "FAIL" : "ok", checked, bad, bad || failed ? "FAIL" : "PASS");
+		say("CHILD pid=%d%s verified=%zu bad=%zu result=%s", getpid(),
+		    !with_mm ? "" : failed ? " mm=FAIL" : " mm=ok", checked, bad,
+		    bad || failed ? "FAIL" : "PASS");
 		_exit(bad ? 3 : failed ? 1 : 0);
 	}
-	if (mm_actions())
-		return -1;
+	if (with_mm && mm_actions())
+		failed = 1;
 	if (waitpid(pid, &st, 0) < 0) {
 		say("FAIL waitpid: %s", strerror(errno));
 		return -1;
 	}
 	say("CHILD pid=%d exit=%d", pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return !failed && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 /*
@@ -776,12 +754,12 @@ int main(int argc, char **argv)
 			if (fx_waiters > 0 && restores == 1 && futex_release())
 				failed = 1;
 			if (do_mm && do_fork && restores == 1) {
-				if (fork_mm_actions())
+				if (fork_child(1))
 					failed = 1;
 			} else {
 				if (do_mm && restores == 1 && mm_actions())
 					failed = 1;
-				if (do_fork && fork_child_check())
+				if (do_fork && fork_child(0))
 					failed = 1;
 			}
 			__atomic_store_n(&cold_active, 0, __ATOMIC_RELEASE);
