@@ -30,7 +30,7 @@ B=${B:-build}
 . test/vm/lib.sh
 
 ALL_SCENARIOS="single threads fork mm events forks futex thp tree big neg-corrupt neg-broken-exit neg-broken-hang neg-killed runc zdtm-lazy"
-daemon=lazypages scenarios="" mem=3072 tmo=${LP_VM_TIMEOUT:-420}
+daemon=lazypages scenarios="" mem=3072 tmo=${LP_VM_TIMEOUT:-720}
 for a in "$@"; do
 	case $a in
 	--daemon=*) daemon=${a#*=} ;;
