@@ -574,13 +574,7 @@ int cmd_daemon(int argc, char **argv)
 	}
 	/* As CRIU: the log opens in the work dir before the images are read, so it says
 	 * what is wrong with them. */
-	ret = lp_svc_enter(&d.o.svc);
-	if (ret) {
-		lp_ws_free(&d.prefetch);
-		log_close();
-		return 1;
-	}
-	if (lp_images_open(&d.im, d.o.svc.images_dir)) {
+	if (lp_svc_enter(&d.o.svc) || lp_images_open(&d.im, d.o.svc.images_dir)) {
 		lp_ws_free(&d.prefetch);
 		log_close();
 		return 1;

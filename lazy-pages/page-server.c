@@ -128,7 +128,7 @@ static void ps_usage(FILE *f)
 		"      --status-fd N      write one \\0 byte to fd N once listening, then close it\n"
 		"  -d, --daemon           detach once listening\n"
 		"      --pidfile FILE     with -d: write the server's pid here\n"
-		"  -o, --log-file FILE    log here instead of stderr\n"
+		"  -o, --log-file FILE    log here instead of stderr (relative to the work dir)\n"
 		"  -v[N], --verbosity N   log level 0..4; default 2\n" LP_TLS_USAGE
 		"CRIU's other options (--shell-job, --timeout N, ...) are accepted and ignored.\n\n"
 		"Exit status: 0 after SIGTERM/SIGINT (or, with --single, after a clean session),\n"
@@ -743,11 +743,7 @@ int cmd_page_server(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &srv.o))
 		return 2;
-	if (lp_svc_enter(&srv.o.svc)) {
-		log_close();
-		return 1;
-	}
-	if (lp_images_open(&srv.im, srv.o.svc.images_dir)) {
+	if (lp_svc_enter(&srv.o.svc) || lp_images_open(&srv.im, srv.o.svc.images_dir)) {
 		log_close();
 		return 1;
 	}

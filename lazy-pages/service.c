@@ -79,12 +79,6 @@ bool lp_svc_ignore(struct lp_svc_opts *o, const struct option *longopts, int idx
 	return true;
 }
 
-void lp_svc_log_ignored(const struct lp_svc_opts *o)
-{
-	if (o->ignored[0])
-		pr_info("CRIU options that do not apply here, ignored:%s", o->ignored);
-}
-
 void lp_svc_opts_finish(struct lp_svc_opts *o)
 {
 	if (!o->images_dir)
@@ -113,7 +107,8 @@ int lp_svc_enter(struct lp_svc_opts *o)
 			return ret;
 		}
 	}
-	lp_svc_log_ignored(o);
+	if (o->ignored[0])
+		pr_info("CRIU options that do not apply here, ignored:%s", o->ignored);
 	/* One that cannot be resolved keeps its name, and opening it says why it fails. */
 	if (abs)
 		o->images_dir = o->images_abs;

@@ -40,12 +40,10 @@ void lp_svc_opts_init(struct lp_svc_opts *o);
 int lp_svc_opt(struct lp_svc_opts *o, int c, const char *arg);
 /*
  * Option C from getopt_long (LONGOPTS[IDX] its entry, IDX < 0 for a short one): if it is
- * one of CRIU's options that do not apply (criu-opts.h), remember its name for
- * lp_svc_log_ignored() and return true.
+ * one of CRIU's options that do not apply (criu-opts.h), remember its name for the log
+ * (lp_svc_enter() names them) and return true.
  */
 bool lp_svc_ignore(struct lp_svc_opts *o, const struct option *longopts, int idx, int c);
-/* Say in the log which CRIU options were ignored, if any (once the log is open). */
-void lp_svc_log_ignored(const struct lp_svc_opts *o);
 /* After parsing: -D defaults to ".", -W to the images dir. */
 void lp_svc_opts_finish(struct lp_svc_opts *o);
 /*

@@ -183,6 +183,13 @@ static void verify_quick(const struct range *r, size_t from, size_t to, unsigned
 	}
 }
 
+/* A thread that checks everything itself (no worker threads): every range, quickly. */
+static void verify_quick_all(unsigned long round)
+{
+	for (int k = 0; k < nranges; k++)
+		verify_quick(&ranges[k], ranges[k].first, ranges[k].first + ranges[k].n, round);
+}
+
 /* Thread t's share of every range: pattern pages [lo, hi) of range r. */
 static void share(const struct range *r, int t, int nt, size_t *lo, size_t *hi)
 {
@@ -516,8 +523,7 @@ static void child_loop(void)
 			if (write(tree_pipe[1], &b, 1) != 1)
 				_exit(1);
 		}
-		for (int k = 0; k < nranges; k++)
-			verify_quick(&ranges[k], ranges[k].first, ranges[k].first + ranges[k].n, round);
+		verify_quick_all(round);
 		round++;
 		sleep_ms(interval_ms);
 	}
@@ -783,11 +789,8 @@ int main(int argc, char **argv)
 			if (failed)
 				return 1;
 		}
-		if (!nthreads) {
-			for (int k = 0; k < nranges; k++)
-				verify_quick(&ranges[k], ranges[k].first, ranges[k].first + ranges[k].n,
-					     round);
-		}
+		if (!nthreads)
+			verify_quick_all(round);
 		round++;
 		if (nthreads) {
 			/* the tick is the slowest worker's round count: it rises only if all do */
